@@ -1,0 +1,494 @@
+// Package canonjson turns Go values into canonical JSON: the one byte form
+// that two JSON-equal values share, so that databases can compare JSON by its
+// text and every dialect agrees on what "equal" means.
+//
+// Two values are JSON-equal when they are the same kind and: numbers have the
+// same exact decimal value (1, 1.0 and 1e0 are equal), strings have the same
+// code points, arrays have equal elements in the same order, and objects have
+// the same keys with equal values, in any order. Canonical form has no
+// insignificant whitespace, object keys sorted bytewise with duplicates
+// resolved to the last one, numbers in their shortest exact decimal form and
+// strings escaped only where JSON requires it.
+//
+// Values that a database would store other than as given are rejected:
+// invalid UTF-8 (which encoding/json silently replaces with U+FFFD), the NUL
+// character (which PostgreSQL cannot store in text or jsonb), lone UTF-16
+// surrogates, and numbers beyond the range of any float64.
+package canonjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MaxDepth is the deepest nesting of arrays and objects accepted.
+const MaxDepth = 128
+
+// MaxBytes is the largest encoded value accepted, in bytes.
+const MaxBytes = 8 << 20
+
+// maxExponent bounds the decimal exponent of numbers: wide enough for every
+// float64, narrow enough that no database expands a number into megabytes.
+const maxExponent = 400
+
+// Error describes why a value has no canonical JSON form.
+type Error struct {
+	// Reason is a short human description, such as "invalid UTF-8".
+	Reason string
+	// Offset is the byte offset in the encoded JSON where the problem was
+	// found, or -1 when the value could not be encoded at all.
+	Offset int
+}
+
+func (e *Error) Error() string {
+	if e.Offset < 0 {
+		return e.Reason
+	}
+	return fmt.Sprintf("%s at byte %d", e.Reason, e.Offset)
+}
+
+// Marshal encodes v with encoding/json and returns its canonical form.
+func Marshal(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
+	}
+	return Canonicalize(raw)
+}
+
+// Canonicalize returns the canonical form of the JSON text raw.
+func Canonicalize(raw []byte) ([]byte, error) {
+	if len(raw) > MaxBytes {
+		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes", MaxBytes), Offset: -1}
+	}
+	p := parser{in: raw, out: make([]byte, 0, len(raw))}
+	p.skipSpace()
+	if err := p.value(0); err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.in) {
+		return nil, p.fail("unexpected data after the value")
+	}
+	return p.out, nil
+}
+
+type parser struct {
+	in  []byte
+	pos int
+	out []byte
+}
+
+func (p *parser) fail(reason string) error { return &Error{Reason: reason, Offset: p.pos} }
+
+func (p *parser) skipSpace() {
+	for p.pos < len(p.in) {
+		switch p.in[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) value(depth int) error {
+	if p.pos >= len(p.in) {
+		return p.fail("unexpected end of JSON")
+	}
+	switch c := p.in[p.pos]; {
+	case c == '{':
+		return p.object(depth + 1)
+	case c == '[':
+		return p.array(depth + 1)
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.out = appendString(p.out, s)
+		return nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	default:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if bytes.HasPrefix(p.in[p.pos:], []byte(lit)) {
+				p.pos += len(lit)
+				p.out = append(p.out, lit...)
+				return nil
+			}
+		}
+		return p.fail("invalid JSON value")
+	}
+}
+
+func (p *parser) array(depth int) error {
+	if depth > MaxDepth {
+		return p.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
+	}
+	p.pos++ // [
+	p.out = append(p.out, '[')
+	p.skipSpace()
+	if p.pos < len(p.in) && p.in[p.pos] == ']' {
+		p.pos++
+		p.out = append(p.out, ']')
+		return nil
+	}
+	for {
+		p.skipSpace()
+		if err := p.value(depth); err != nil {
+			return err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.in) {
+			return p.fail("unexpected end of JSON")
+		}
+		switch p.in[p.pos] {
+		case ',':
+			p.pos++
+			p.out = append(p.out, ',')
+		case ']':
+			p.pos++
+			p.out = append(p.out, ']')
+			return nil
+		default:
+			return p.fail("expected , or ] in array")
+		}
+	}
+}
+
+type member struct {
+	key   string
+	value []byte
+}
+
+func (p *parser) object(depth int) error {
+	if depth > MaxDepth {
+		return p.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
+	}
+	p.pos++ // {
+	var members []member
+	p.skipSpace()
+	if p.pos < len(p.in) && p.in[p.pos] == '}' {
+		p.pos++
+		p.out = append(p.out, '{', '}')
+		return nil
+	}
+	// Each member's value is canonicalized into the shared output buffer, then
+	// cut off it, so that the members can be sorted before they are written.
+	start := len(p.out)
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
+			return p.fail("expected string key in object")
+		}
+		key, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.in) || p.in[p.pos] != ':' {
+			return p.fail("expected : after object key")
+		}
+		p.pos++
+		p.skipSpace()
+		if err := p.value(depth); err != nil {
+			return err
+		}
+		members = append(members, member{key: key, value: slices.Clone(p.out[start:])})
+		p.out = p.out[:start]
+		p.skipSpace()
+		if p.pos >= len(p.in) {
+			return p.fail("unexpected end of JSON")
+		}
+		if p.in[p.pos] == '}' {
+			p.pos++
+			break
+		}
+		if p.in[p.pos] != ',' {
+			return p.fail("expected , or } in object")
+		}
+		p.pos++
+	}
+	// A stable sort keeps duplicates in input order; the last one wins, as in
+	// encoding/json and PostgreSQL's jsonb.
+	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	p.out = append(p.out, '{')
+	first := true
+	for i, m := range members {
+		if i+1 < len(members) && members[i+1].key == m.key {
+			continue
+		}
+		if !first {
+			p.out = append(p.out, ',')
+		}
+		first = false
+		p.out = appendString(p.out, m.key)
+		p.out = append(p.out, ':')
+		p.out = append(p.out, m.value...)
+	}
+	p.out = append(p.out, '}')
+	return nil
+}
+
+// str reads a JSON string at p.pos and returns its decoded text.
+func (p *parser) str() (string, error) {
+	p.pos++ // opening quote
+	var b strings.Builder
+	runStart := p.pos
+	for {
+		if p.pos >= len(p.in) {
+			return "", p.fail("unterminated string")
+		}
+		c := p.in[p.pos]
+		switch {
+		case c == '"':
+			b.Write(p.in[runStart:p.pos])
+			p.pos++
+			return b.String(), nil
+		case c < 0x20:
+			return "", p.fail("control character in string")
+		case c == '\\':
+			b.Write(p.in[runStart:p.pos])
+			r, err := p.escape()
+			if err != nil {
+				return "", err
+			}
+			b.WriteRune(r)
+			runStart = p.pos
+		case c < utf8.RuneSelf:
+			p.pos++
+		default:
+			r, size := utf8.DecodeRune(p.in[p.pos:])
+			if r == utf8.RuneError && size == 1 {
+				return "", p.fail("invalid UTF-8")
+			}
+			p.pos += size
+		}
+	}
+}
+
+// escape reads the escape sequence at p.pos and returns the rune it stands for.
+func (p *parser) escape() (rune, error) {
+	if p.pos+1 >= len(p.in) {
+		return 0, p.fail("unterminated string")
+	}
+	c := p.in[p.pos+1]
+	p.pos += 2
+	switch c {
+	case '"', '\\', '/':
+		return rune(c), nil
+	case 'b':
+		return '\b', nil
+	case 'f':
+		return '\f', nil
+	case 'n':
+		return '\n', nil
+	case 'r':
+		return '\r', nil
+	case 't':
+		return '\t', nil
+	case 'u':
+	default:
+		p.pos -= 2
+		return 0, p.fail("invalid escape in string")
+	}
+	r, err := p.hex4()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case r == 0:
+		p.pos -= 6
+		return 0, p.fail(`NUL character (\u0000) in string`)
+	case r == utf8.RuneError:
+		// encoding/json writes this escape, and only this one, for each
+		// invalid UTF-8 byte of a Go string it was given.
+		p.pos -= 6
+		return 0, p.fail("invalid UTF-8 (replaced by encoding/json with \\ufffd)")
+	case utf16.IsSurrogate(r):
+		if p.pos+1 < len(p.in) && p.in[p.pos] == '\\' && p.in[p.pos+1] == 'u' {
+			p.pos += 2
+			r2, err := p.hex4()
+			if err != nil {
+				return 0, err
+			}
+			if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
+				return pair, nil
+			}
+		}
+		p.pos -= 6
+		return 0, p.fail("lone UTF-16 surrogate in string")
+	}
+	return r, nil
+}
+
+func (p *parser) hex4() (rune, error) {
+	if p.pos+4 > len(p.in) {
+		return 0, p.fail("short \\u escape")
+	}
+	v, err := strconv.ParseUint(string(p.in[p.pos:p.pos+4]), 16, 32)
+	if err != nil {
+		return 0, p.fail("invalid \\u escape")
+	}
+	p.pos += 4
+	return rune(v), nil
+}
+
+// number reads a JSON number and writes its shortest exact decimal form.
+func (p *parser) number() error {
+	start := p.pos
+	neg := false
+	if p.in[p.pos] == '-' {
+		neg = true
+		p.pos++
+	}
+	intStart := p.pos
+	for p.pos < len(p.in) && isDigit(p.in[p.pos]) {
+		p.pos++
+	}
+	intPart := p.in[intStart:p.pos]
+	if len(intPart) == 0 || (len(intPart) > 1 && intPart[0] == '0') {
+		p.pos = start
+		return p.fail("invalid number")
+	}
+	var fracPart []byte
+	if p.pos < len(p.in) && p.in[p.pos] == '.' {
+		p.pos++
+		fracStart := p.pos
+		for p.pos < len(p.in) && isDigit(p.in[p.pos]) {
+			p.pos++
+		}
+		fracPart = p.in[fracStart:p.pos]
+		if len(fracPart) == 0 {
+			p.pos = start
+			return p.fail("invalid number")
+		}
+	}
+	exp := 0
+	if p.pos < len(p.in) && (p.in[p.pos] == 'e' || p.in[p.pos] == 'E') {
+		p.pos++
+		expNeg := false
+		if p.pos < len(p.in) && (p.in[p.pos] == '+' || p.in[p.pos] == '-') {
+			expNeg = p.in[p.pos] == '-'
+			p.pos++
+		}
+		expStart := p.pos
+		for p.pos < len(p.in) && isDigit(p.in[p.pos]) {
+			if exp < 1e6 { // saturate; anything this large is rejected below
+				exp = exp*10 + int(p.in[p.pos]-'0')
+			}
+			p.pos++
+		}
+		if p.pos == expStart {
+			p.pos = start
+			return p.fail("invalid number")
+		}
+		if expNeg {
+			exp = -exp
+		}
+	}
+	digits := make([]byte, 0, len(intPart)+len(fracPart))
+	digits = append(append(digits, intPart...), fracPart...)
+	exp -= len(fracPart)
+	for len(digits) > 0 && digits[0] == '0' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 {
+		p.out = append(p.out, '0')
+		return nil
+	}
+	for digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+		exp++
+	}
+	// point is the position of the decimal point relative to the digits:
+	// value = 0.digits × 10^point.
+	point := len(digits) + exp
+	if point > maxExponent || point < -maxExponent {
+		p.pos = start
+		return p.fail("number out of range")
+	}
+	if neg {
+		p.out = append(p.out, '-')
+	}
+	p.out = appendDecimal(p.out, digits, point)
+	return nil
+}
+
+// appendDecimal writes 0.digits × 10^point the way JavaScript prints
+// numbers: plainly for moderate magnitudes, in exponent form otherwise.
+func appendDecimal(out, digits []byte, point int) []byte {
+	n := len(digits)
+	switch {
+	case n <= point && point <= 21:
+		out = append(out, digits...)
+		for range point - n {
+			out = append(out, '0')
+		}
+	case 0 < point && point <= 21:
+		out = append(out, digits[:point]...)
+		out = append(out, '.')
+		out = append(out, digits[point:]...)
+	case -6 < point && point <= 0:
+		out = append(out, '0', '.')
+		for range -point {
+			out = append(out, '0')
+		}
+		out = append(out, digits...)
+	default:
+		out = append(out, digits[0])
+		if n > 1 {
+			out = append(out, '.')
+			out = append(out, digits[1:]...)
+		}
+		out = append(out, 'e')
+		if point-1 >= 0 {
+			out = append(out, '+')
+		}
+		out = strconv.AppendInt(out, int64(point-1), 10)
+	}
+	return out
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string, escaping only what JSON requires.
+func appendString(out []byte, s string) []byte {
+	out = append(out, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		out = append(out, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			out = append(out, '\\', c)
+		case '\n':
+			out = append(out, '\\', 'n')
+		case '\r':
+			out = append(out, '\\', 'r')
+		case '\t':
+			out = append(out, '\\', 't')
+		case '\b':
+			out = append(out, '\\', 'b')
+		case '\f':
+			out = append(out, '\\', 'f')
+		default:
+			out = append(out, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	out = append(out, s[start:]...)
+	return append(out, '"')
+}

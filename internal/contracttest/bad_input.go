@@ -1,0 +1,282 @@
+package contracttest
+
+import (
+	"context"
+	"encoding/json"
+
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// Awkward inputs shared by the cases below.
+var (
+	tooLong     = strings.Repeat("x", repository.MaxNameBytes+1)
+	longest     = strings.Repeat("é", repository.MaxNameBytes/2) + "x"
+	badUTF8     = "bad \xc3\x28 text"
+	withNUL     = "nul \x00 byte"
+	injection   = `'; DROP TABLE feature_runs; --`
+	unencodable = map[string]any{"ch": make(chan int)}
+)
+
+// badCase is one call that must be refused with wantErr and must not touch
+// the database, naming field in its error.
+type badCase struct {
+	name  string
+	field string
+	call  func(ctx context.Context, r *repository.Repository, f fixture) error
+}
+
+func badCases() []badCase {
+	zero := uuid.Nil
+	deep := any("leaf")
+	for range 10_000 {
+		deep = []any{deep}
+	}
+	type run = repository.NewFeatureRun
+	type sbx = repository.NewSandbox
+	type phase = repository.NewPhaseResult
+	type inv = repository.NewAgentInvocation
+	type cta = repository.NewCTAEvent
+	type res = repository.InvocationResult
+	createRun := func(in run) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			_, err := r.CreateFeatureRun(ctx, in)
+			return err
+		}
+	}
+	createSandbox := func(in func(f fixture) sbx) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.CreateSandboxRecord(ctx, in(f))
+		}
+	}
+	createPhase := func(in func(f fixture) phase) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			_, err := r.CreatePhaseResult(ctx, in(f))
+			return err
+		}
+	}
+	createInv := func(in func(f fixture) inv) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			_, err := r.CreateAgentInvocation(ctx, in(f))
+			return err
+		}
+	}
+	createCTA := func(in func(f fixture) cta) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.CreateCTAEvent(ctx, in(f))
+		}
+	}
+	complete := func(in res) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.CompleteAgentInvocation(ctx, f.invocation, in)
+		}
+	}
+	memories := func(v ...any) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateFeatureRunMemories(ctx, f.run, v)
+		}
+	}
+	pass := func(v any) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.PassPhaseResult(ctx, f.phase, v)
+		}
+	}
+	respond := func(v any) func(context.Context, *repository.Repository, fixture) error {
+		return func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.CompleteCTAEvent(ctx, f.cta, v)
+		}
+	}
+
+	return []badCase{
+		{"run empty phase", "NewFeatureRun.Phase", createRun(run{Phase: ""})},
+		{"run long phase", "NewFeatureRun.Phase", createRun(run{Phase: tooLong})},
+		{"run phase bad UTF-8", "NewFeatureRun.Phase", createRun(run{Phase: badUTF8})},
+		{"run phase NUL", "NewFeatureRun.Phase", createRun(run{Phase: withNUL})},
+		{"run memory unencodable", "NewFeatureRun.Memories[1]", createRun(run{Phase: "p", Memories: []any{"ok", unencodable}})},
+		{"run memory NaN", "NewFeatureRun.Memories[0]", createRun(run{Phase: "p", Memories: []any{math.NaN()}})},
+		{"run metadata bad UTF-8", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: map[string]any{"k": badUTF8}})},
+		{"run metadata bad UTF-8 key", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: map[string]any{badUTF8: 1}})},
+		{"run metadata NUL", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: []any{withNUL}})},
+		{"run metadata raw \\u0000", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: json.RawMessage(`{"a":"\u0000"}`)})},
+		{"run metadata too deep", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: deep})},
+		{"run metadata 16 MiB", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: strings.Repeat("x", 16<<20)})},
+
+		{"phase zero run", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, zero, "p")
+		}},
+		{"phase empty", "phase", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, f.run, "")
+		}},
+		{"phase too long", "phase", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, f.run, tooLong)
+		}},
+		{"phase bad UTF-8", "phase", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, f.run, badUTF8)
+		}},
+
+		{"memories zero run", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateFeatureRunMemories(ctx, zero, []any{"m"})
+		}},
+		{"memories unencodable", "memories[0]", memories(func() {})},
+		{"memories Inf", "memories[1]", memories("ok", math.Inf(1))},
+		{"memories bad UTF-8", "memories[0]", memories(map[string]any{"text": badUTF8})},
+		{"memories NUL", "memories[2]", memories("a", "b", withNUL)},
+		{"memories raw invalid JSON", "memories[0]", memories(json.RawMessage(`{"a":`))},
+		{"memories too deep", "memories[0]", memories(deep)},
+
+		{"complete run zero", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteFeatureRun(ctx, zero)
+		}},
+		{"fail run zero", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.FailFeatureRun(ctx, zero)
+		}},
+		{"fail run message bad UTF-8", "message", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.FailFeatureRunWithError(ctx, f.run, badUTF8)
+		}},
+
+		{"sandbox empty ID", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{FeatureRunID: f.run} })},
+		{"sandbox long ID", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{ID: tooLong, FeatureRunID: f.run} })},
+		{"sandbox ID NUL", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{ID: withNUL, FeatureRunID: f.run} })},
+		{"sandbox zero run", "NewSandbox.FeatureRunID", createSandbox(func(fixture) sbx { return sbx{ID: "s"} })},
+		{"sandbox long provider", "NewSandbox.Provider", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Provider: tooLong} })},
+		{"sandbox metadata unencodable", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Metadata: unencodable} })},
+
+		{"sandbox status unknown", "status", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateSandboxStatus(ctx, f.sandbox, "exploded")
+		}},
+		{"sandbox status empty", "status", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateSandboxStatus(ctx, f.sandbox, "")
+		}},
+		{"sandbox status empty ID", "sandboxID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateSandboxStatus(ctx, "", models.SandboxRunning)
+		}},
+		{"sandbox status bad UTF-8 ID", "sandboxID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateSandboxStatus(ctx, badUTF8, models.SandboxRunning)
+		}},
+
+		{"phase result zero run", "NewPhaseResult.FeatureRunID", createPhase(func(fixture) phase { return phase{Phase: "p"} })},
+		{"phase result empty phase", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run} })},
+		{"phase result long phase", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run, Phase: tooLong} })},
+		{"pass zero ID", "phaseResultID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.PassPhaseResult(ctx, zero, "out")
+		}},
+		{"pass output unencodable", "output", pass(unencodable)},
+		{"pass output bad UTF-8", "output", pass([]string{badUTF8})},
+		{"pass output NUL", "output", pass(struct{ S string }{withNUL})},
+		{"fail phase zero ID", "phaseResultID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.FailPhaseResult(ctx, zero)
+		}},
+
+		{"invocation zero run", "NewAgentInvocation.FeatureRunID", createInv(func(fixture) inv { return inv{Agent: "a"} })},
+		{"invocation zero phase", "NewAgentInvocation.PhaseResultID", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, PhaseResultID: &zero, Agent: "a"} })},
+		{"invocation empty agent", "NewAgentInvocation.Agent", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run} })},
+		{"invocation long agent", "NewAgentInvocation.Agent", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: tooLong} })},
+		{"invocation long model", "NewAgentInvocation.Model", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Model: tooLong} })},
+		{"invocation input bad UTF-8", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: badUTF8} })},
+
+		{"complete invocation zero ID", "invocationID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteAgentInvocation(ctx, zero, res{})
+		}},
+		{"complete invocation steps unencodable", "InvocationResult.Steps", complete(res{Steps: []any{unencodable}})},
+		{"complete invocation tool calls NUL", "InvocationResult.ToolCalls", complete(res{ToolCalls: []any{withNUL}})},
+		{"complete invocation output bad UTF-8", "InvocationResult.Output", complete(res{Output: badUTF8})},
+		{"complete invocation negative tokens", "InvocationResult.InputTokens", complete(res{InputTokens: -1})},
+		{"complete invocation negative output tokens", "InvocationResult.OutputTokens", complete(res{OutputTokens: -1})},
+		{"complete invocation negative cost", "InvocationResult.CostNanoUSD", complete(res{CostNanoUSD: -5})},
+		{"complete invocation steps 16 MiB", "InvocationResult.Steps", complete(res{Steps: []any{strings.Repeat("s", 16<<20)}})},
+
+		{"CTA empty ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{FeatureRunID: f.run} })},
+		{"CTA long ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: tooLong, FeatureRunID: f.run} })},
+		{"CTA zero run", "NewCTAEvent.FeatureRunID", createCTA(func(fixture) cta { return cta{ID: "c"} })},
+		{"CTA long kind", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: tooLong} })},
+		{"CTA request NUL", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: withNUL} })},
+		{"CTA respond empty ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteCTAEvent(ctx, "", "yes")
+		}},
+		{"CTA response unencodable", "responseData", respond(unencodable)},
+		{"CTA response bad UTF-8", "responseData", respond(map[string]string{"answer": badUTF8})},
+		{"CTA timeout long ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.TimeoutCTAEvent(ctx, tooLong)
+		}},
+	}
+}
+
+// BadInput tests that invalid arguments are refused with an *InputError
+// naming the field before the database is touched, and that awkward but
+// valid input is stored verbatim.
+func BadInput(t *testing.T, open dbtest.Opener) {
+	t.Run("Refused", func(t *testing.T) {
+		e := setup(t, open)
+		f := e.fixture()
+		before := e.snapshot()
+		rec := dbtest.RecorderOf(e.db)
+		for _, c := range badCases() {
+			rec.Start()
+			err := c.call(e.ctx, e.repo, f)
+			stmts, _ := rec.Stop()
+			require.ErrorIs(t, err, repository.ErrInvalidInput, c.name)
+			var ierr *repository.InputError
+			require.ErrorAs(t, err, &ierr, c.name)
+			assert.Equal(t, c.field, ierr.Field, c.name)
+			assert.Empty(t, stmts, "%s: no statement reaches the database", c.name)
+		}
+		assert.Equal(t, before, e.snapshot(), "no row changed")
+	})
+
+	t.Run("CancelledContext", func(t *testing.T) {
+		e := setup(t, open)
+		f := e.fixture()
+		before := e.snapshot()
+		ctx, cancel := context.WithCancel(e.ctx)
+		cancel()
+		for _, w := range writes() {
+			err := w.call(ctx, e.repo, f)
+			assert.ErrorIs(t, err, context.Canceled, w.name)
+		}
+		assert.Equal(t, before, e.snapshot())
+	})
+
+	t.Run("StoredVerbatim", func(t *testing.T) {
+		e := setup(t, open)
+		run, err := e.repo.CreateFeatureRun(e.ctx, repository.NewFeatureRun{Phase: injection, Metadata: map[string]any{injection: injection}})
+		require.NoError(t, err)
+		require.NoError(t, e.repo.UpdateFeatureRunMemories(e.ctx, run, []any{injection, "\ufffd", "emoji 🚀", "<b>&amp;</b>"}))
+		require.NoError(t, e.repo.CreateSandboxRecord(e.ctx, repository.NewSandbox{ID: longest, FeatureRunID: run, Provider: injection}))
+		require.NoError(t, e.repo.UpdateSandboxStatus(e.ctx, longest, models.SandboxRunning))
+
+		var got models.FeatureRun
+		e.get(&got, run)
+		assert.Equal(t, injection, got.Phase)
+		var meta map[string]string
+		require.NoError(t, json.Unmarshal(got.Metadata, &meta))
+		assert.Equal(t, map[string]string{injection: injection}, meta)
+		var mem []string
+		require.NoError(t, json.Unmarshal(got.Memories, &mem))
+		assert.Equal(t, []string{injection, "\ufffd", "emoji 🚀", "<b>&amp;</b>"}, mem)
+		var sandbox models.Sandbox
+		e.get(&sandbox, longest)
+		assert.Equal(t, injection, sandbox.Provider)
+		assert.Equal(t, models.SandboxRunning, sandbox.Status)
+		assert.EqualValues(t, 1, e.count("feature_runs"), "the injection did not run")
+	})
+
+	t.Run("AtLeastSixtyCases", func(t *testing.T) {
+		t.Parallel()
+		cases := badCases()
+		assert.GreaterOrEqual(t, len(cases), 60)
+		seen := map[string]bool{}
+		for _, c := range cases {
+			assert.False(t, seen[c.name], "duplicate case name %q", c.name)
+			seen[c.name] = true
+		}
+	})
+}

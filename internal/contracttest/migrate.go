@@ -1,0 +1,56 @@
+package contracttest
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+var ddl = regexp.MustCompile(`(?i)^\s*(CREATE|ALTER|DROP)\b`)
+
+// Migrate tests migrate.Up.
+func Migrate(t *testing.T, open dbtest.Opener) {
+	t.Run("SecondRunChangesNothing", func(t *testing.T) {
+		e := setup(t, open)
+		f := e.fixture()
+		_, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: f.run, PhaseResultID: &f.phase, Agent: "a"})
+		require.NoError(t, err)
+		before := e.snapshot()
+
+		rec := dbtest.RecorderOf(e.db)
+		rec.Start()
+		require.NoError(t, migrate.Up(e.ctx, e.db))
+		stmts, _ := rec.Stop()
+		require.NotEmpty(t, stmts, "the recorder saw the migration")
+		for _, s := range stmts {
+			assert.NotRegexp(t, ddl, s, "a second Up changes no schema")
+		}
+		assert.Equal(t, before, e.snapshot(), "and loses no row")
+	})
+
+	t.Run("ConcurrentUps", func(t *testing.T) {
+		t.Parallel()
+		db := open(t)
+		for i, err := range concurrently(8, func(int) error { return migrate.Up(t.Context(), db) }) {
+			require.NoError(t, err, "migration %d", i)
+		}
+		for _, m := range migrate.Models() {
+			assert.True(t, db.Migrator().HasTable(m))
+		}
+	})
+
+	t.Run("ForeignKeysCascade", func(t *testing.T) {
+		e := setup(t, open)
+		for _, m := range []any{&models.Sandbox{}, &models.PhaseResult{}, &models.AgentInvocation{}, &models.CTAEvent{}} {
+			assert.True(t, e.db.Migrator().HasConstraint(m, "FeatureRun"), "%T references feature_runs", m)
+		}
+		assert.True(t, e.db.Migrator().HasConstraint(&models.AgentInvocation{}, "PhaseResult"))
+	})
+}

@@ -1,0 +1,160 @@
+// Package contracttest is the contract suite of package repository: one set
+// of tests, run against every supported database by the module's root
+// repository_test.go. Each test gets a fresh, migrated database.
+package contracttest
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// Run runs the whole contract against the databases open returns.
+func Run(t *testing.T, open dbtest.Opener) {
+	for _, group := range []struct {
+		name string
+		run  func(*testing.T, dbtest.Opener)
+	}{
+		{"FeatureRuns", FeatureRuns},
+		{"Memories", Memories},
+		{"Sandboxes", Sandboxes},
+		{"PhaseResults", PhaseResults},
+		{"AgentInvocations", AgentInvocations},
+		{"CTAEvents", CTAEvents},
+		{"BadInput", BadInput},
+		{"Statements", Statements},
+		{"Migrate", Migrate},
+		{"Transaction", Transaction},
+	} {
+		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
+	}
+}
+
+// env is one test's database and repository.
+type env struct {
+	t    *testing.T
+	ctx  context.Context
+	db   *gorm.DB
+	repo *repository.Repository
+}
+
+// setup opens a fresh database for t, migrates it and marks t parallel.
+func setup(t *testing.T, open dbtest.Opener) *env {
+	t.Helper()
+	t.Parallel()
+	db := open(t)
+	ctx := t.Context()
+	require.NoError(t, migrate.Up(ctx, db))
+	return &env{t: t, ctx: ctx, db: db, repo: repository.New(db)}
+}
+
+// newRun creates a running feature run.
+func (e *env) newRun() uuid.UUID {
+	e.t.Helper()
+	id, err := e.repo.CreateFeatureRun(e.ctx, repository.NewFeatureRun{ID: uuid.New(), Phase: "plan"})
+	require.NoError(e.t, err)
+	return id
+}
+
+// newPhase creates a running phase result of run.
+func (e *env) newPhase(run uuid.UUID) uuid.UUID {
+	e.t.Helper()
+	id, err := e.repo.CreatePhaseResult(e.ctx, repository.NewPhaseResult{ID: uuid.New(), FeatureRunID: run, Phase: "plan"})
+	require.NoError(e.t, err)
+	return id
+}
+
+// newInvocation creates a running agent invocation of run.
+func (e *env) newInvocation(run uuid.UUID) uuid.UUID {
+	e.t.Helper()
+	id, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: run, Agent: "coder"})
+	require.NoError(e.t, err)
+	return id
+}
+
+// newSandbox creates a sandbox of run in status creating.
+func (e *env) newSandbox(run uuid.UUID) string {
+	e.t.Helper()
+	id := "sbx-" + uuid.NewString()
+	require.NoError(e.t, e.repo.CreateSandboxRecord(e.ctx, repository.NewSandbox{ID: id, FeatureRunID: run}))
+	return id
+}
+
+// newCTA creates a pending CTA event of run.
+func (e *env) newCTA(run uuid.UUID) string {
+	e.t.Helper()
+	id := "cta-" + uuid.NewString()
+	require.NoError(e.t, e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run}))
+	return id
+}
+
+// get loads the row with primary key id into dest.
+func (e *env) get(dest any, id any) {
+	e.t.Helper()
+	require.NoError(e.t, e.db.WithContext(e.ctx).Where("id = ?", id).Take(dest).Error)
+}
+
+// count returns the number of rows in table.
+func (e *env) count(table string) int64 {
+	e.t.Helper()
+	var n int64
+	require.NoError(e.t, e.db.WithContext(e.ctx).Table(table).Count(&n).Error)
+	return n
+}
+
+// snapshot returns every row of the five tables, for comparing the whole
+// database before and after a call.
+func (e *env) snapshot() string {
+	e.t.Helper()
+	var all struct {
+		Runs        []models.FeatureRun
+		Sandboxes   []models.Sandbox
+		Phases      []models.PhaseResult
+		Invocations []models.AgentInvocation
+		CTAs        []models.CTAEvent
+	}
+	for _, dest := range []any{&all.Runs, &all.Sandboxes, &all.Phases, &all.Invocations, &all.CTAs} {
+		require.NoError(e.t, e.db.WithContext(e.ctx).Order("id").Find(dest).Error)
+	}
+	b, err := json.Marshal(all)
+	require.NoError(e.t, err)
+	return string(b)
+}
+
+// concurrently calls fn from n goroutines released at once and returns
+// their errors by goroutine.
+func concurrently(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errs
+}
+
+// jsonEq asserts that the JSON got is JSON-equal to want.
+func jsonEq(t *testing.T, want string, got []byte) {
+	t.Helper()
+	require.JSONEq(t, want, string(got))
+}

@@ -1,0 +1,32 @@
+package models
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/datatypes"
+)
+
+// CTAEvent is a call to action: the pipeline asked a person for input and
+// waits for the answer until ExpiresAt.
+type CTAEvent struct {
+	ID           string      `gorm:"size:255;primaryKey"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index"`
+	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
+	// Kind names what is asked, such as "approval" or "clarification".
+	Kind   string    `gorm:"size:255;not null"`
+	Status CTAStatus `gorm:"size:16;not null"`
+	// RequestData is what the person was shown.
+	RequestData datatypes.JSON
+	// ResponseData is the person's answer, set when the CTA completed.
+	ResponseData datatypes.JSON
+	// ExpiresAt is the deadline after which the CTA may time out; nil for none.
+	ExpiresAt *time.Time
+	CreatedAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+	// ResolvedAt is when the CTA completed or timed out.
+	ResolvedAt *time.Time
+}
+
+// TableName returns the table of CTAEvent rows.
+func (CTAEvent) TableName() string { return "cta_events" }

@@ -1,0 +1,28 @@
+package models
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/datatypes"
+)
+
+// PhaseResult records one attempt at one phase of a run and what it produced.
+type PhaseResult struct {
+	ID           uuid.UUID   `gorm:"type:uuid;primaryKey"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index"`
+	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
+	Phase        string      `gorm:"size:255;not null"`
+	Status       PhaseStatus `gorm:"size:16;not null"`
+	// Output is the JSON the phase produced, set when it passed.
+	Output datatypes.JSON
+	// Error says why the phase failed, when it did and a reason was given.
+	Error     *string
+	CreatedAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+	// FinishedAt is when the phase reached a terminal status.
+	FinishedAt *time.Time
+}
+
+// TableName returns the table of PhaseResult rows.
+func (PhaseResult) TableName() string { return "phase_results" }

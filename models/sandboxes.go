@@ -1,0 +1,30 @@
+package models
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/datatypes"
+)
+
+// Sandbox is an execution environment the pipeline started for a run. Its ID
+// is the one the sandbox provider assigned.
+type Sandbox struct {
+	ID           string        `gorm:"size:255;primaryKey"`
+	FeatureRunID uuid.UUID     `gorm:"type:uuid;not null;index"`
+	FeatureRun   *FeatureRun   `gorm:"constraint:OnDelete:CASCADE" json:"-"`
+	Status       SandboxStatus `gorm:"size:16;not null"`
+	// Provider names who hosts the sandbox, such as "e2b" or "docker".
+	Provider string `gorm:"size:255;not null"`
+	// Metadata is free JSON supplied by the caller at creation.
+	Metadata  datatypes.JSON
+	CreatedAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+	// StartedAt is when the sandbox first reached running.
+	StartedAt *time.Time
+	// StoppedAt is when the sandbox reached a terminal status.
+	StoppedAt *time.Time
+}
+
+// TableName returns the table of Sandbox rows.
+func (Sandbox) TableName() string { return "sandboxes" }

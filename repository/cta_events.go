@@ -1,0 +1,101 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// NewCTAEvent is the input of CreateCTAEvent.
+type NewCTAEvent struct {
+	// ID identifies the call to action. Required.
+	ID string
+	// FeatureRunID is the run that asks. Required; the run must exist.
+	FeatureRunID uuid.UUID
+	// Kind names what is asked, such as "approval".
+	Kind string
+	// Request is what the person is shown, stored as JSON.
+	Request any
+	// ExpiresAt is the deadline for an answer; zero means none.
+	ExpiresAt time.Time
+}
+
+// CreateCTAEvent inserts a pending CTA event. When an event with in.ID exists
+// it returns nil and keeps the existing row as it is. A missing run returns
+// ErrNotFound.
+func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
+	const op = "create CTA event %q: %w"
+	if err := firstErr(
+		checkName("NewCTAEvent.ID", in.ID),
+		checkID("NewCTAEvent.FeatureRunID", in.FeatureRunID),
+		checkText("NewCTAEvent.Kind", in.Kind, MaxNameBytes),
+	); err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	request, err := encodeJSON("NewCTAEvent.Request", in.Request)
+	if err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	t := now()
+	row := ctaEventRow{CTAEvent: models.CTAEvent{
+		ID:           in.ID,
+		FeatureRunID: in.FeatureRunID,
+		Kind:         in.Kind,
+		Status:       models.CTAPending,
+		CreatedAt:    t,
+		UpdatedAt:    t,
+	}, RequestData: request}
+	if !in.ExpiresAt.IsZero() {
+		expires := in.ExpiresAt.UTC().Truncate(time.Microsecond)
+		row.ExpiresAt = &expires
+	}
+	if _, err := r.create(ctx, &row); err != nil {
+		if errors.Is(err, errForeignKey) {
+			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
+		}
+		return fmt.Errorf(op, in.ID, err)
+	}
+	return nil
+}
+
+const resolveCTASQL = `UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'`
+
+// CompleteCTAEvent records a person's answer to a pending CTA event and moves
+// it to completed. Completing a completed event changes nothing and keeps the
+// first response. Completing a timed-out event returns ErrInvalidTransition:
+// the answer came too late and is not stored.
+func (r *Repository) CompleteCTAEvent(ctx context.Context, ctaID string, responseData any) error {
+	const op = "complete CTA event %q: %w"
+	response, err := encodeJSON("responseData", responseData)
+	if err != nil {
+		return fmt.Errorf(op, ctaID, err)
+	}
+	return r.resolveCTA(ctx, op, ctaID, models.CTACompleted, response)
+}
+
+// TimeoutCTAEvent moves a pending CTA event to timed_out. Timing out a
+// timed-out event changes nothing. Timing out a completed event returns
+// ErrInvalidTransition: the answer arrived first and is kept.
+func (r *Repository) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
+	return r.resolveCTA(ctx, "time out CTA event %q: %w", ctaID, models.CTATimedOut, nil)
+}
+
+func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CTAStatus, response jsonValue) error {
+	if err := checkName("ctaID", id); err != nil {
+		return fmt.Errorf(op, id, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, id, err)
+	}
+	t := now()
+	err := r.transition(ctx, "cta_events", id, string(to), resolveCTASQL, to, response, t, t, id)
+	return wrapf(op, id, err)
+}

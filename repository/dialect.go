@@ -1,0 +1,36 @@
+package repository
+
+import (
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// dialect holds the SQL that differs between databases. Each supported
+// database has its own in dialect_<name>.go; everything else is shared.
+type dialect struct {
+	// appendMemories appends the JSON array @new to the memories of run @id,
+	// skipping values already present, in one statement. It changes no row
+	// when the run is not running or every value is already present.
+	appendMemories string
+	// memoriesState returns, for run @id, its status and how many values of
+	// the JSON array @new its memories lack.
+	memoriesState string
+	// numbersAsBlob binds top-level JSON numbers as BLOBs; see jsonValue.
+	numbersAsBlob bool
+	// err is why the database is not supported, for a dialect we lack.
+	err error
+}
+
+var dialects = map[string]*dialect{
+	"postgres": &postgres,
+	"sqlite":   &sqlite,
+}
+
+func dialectOf(db *gorm.DB) *dialect {
+	name := db.Dialector.Name()
+	if d, ok := dialects[name]; ok {
+		return d
+	}
+	return &dialect{err: fmt.Errorf("repository: database %q is not supported (use postgres or sqlite)", name)}
+}

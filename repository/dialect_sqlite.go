@@ -1,0 +1,40 @@
+package repository
+
+// sqlite compares memories by their text: the repository writes only
+// canonical JSON, in which JSON-equal values are byte-equal, and the ->
+// operator returns an element's JSON text as stored. SQLite runs one writer
+// at a time, so the single UPDATE is atomic.
+var sqlite = dialect{
+	numbersAsBlob: true,
+	appendMemories: `
+UPDATE feature_runs
+SET memories = (
+		SELECT json_group_array(json(e.j) ORDER BY e.src, e.pos) FROM (
+			SELECT 0 AS src, m.key AS pos, feature_runs.memories -> m.fullkey AS j
+			FROM json_each(feature_runs.memories) AS m
+			UNION ALL
+			SELECT 1, n.key, @new -> n.fullkey
+			FROM json_each(@new) AS n
+			WHERE NOT EXISTS (
+				SELECT 1 FROM json_each(feature_runs.memories) AS m
+				WHERE feature_runs.memories -> m.fullkey = @new -> n.fullkey
+			)
+		) AS e
+	),
+	updated_at = @now
+WHERE id = @id AND status = 'running' AND EXISTS (
+	SELECT 1 FROM json_each(@new) AS n
+	WHERE NOT EXISTS (
+		SELECT 1 FROM json_each(feature_runs.memories) AS m
+		WHERE feature_runs.memories -> m.fullkey = @new -> n.fullkey
+	)
+)`,
+	memoriesState: `
+SELECT r.status, (
+	SELECT count(*) FROM json_each(@new) AS n
+	WHERE NOT EXISTS (
+		SELECT 1 FROM json_each(r.memories) AS m WHERE r.memories -> m.fullkey = @new -> n.fullkey
+	)
+) AS missing
+FROM feature_runs AS r WHERE r.id = @id`,
+}

@@ -1,0 +1,22 @@
+// Package repository is the replay-safe persistence contract of the agent
+// pipeline: every write can be repeated, or raced by many copies of itself,
+// and leaves the database as if it ran once.
+//
+// Three mechanisms keep that promise:
+//
+//   - Creates are INSERT … ON CONFLICT DO NOTHING on a caller-chosen primary
+//     key. Derive keys with StableID from what identifies the work, so that a
+//     re-executed step finds the row its first execution wrote; the first
+//     write's data is kept.
+//   - Transitions are guarded in the UPDATE's WHERE clause. Repeating one is a
+//     no-op that returns nil; leaving a terminal state returns
+//     ErrInvalidTransition and changes nothing.
+//   - Memories are appended by a single statement that skips values already
+//     present, comparing JSON by value.
+//
+// Every write is one SQL statement on its happy path, without a surrounding
+// transaction. Arguments are checked before the database is touched; a
+// rejected one returns an *InputError matching ErrInvalidInput.
+//
+// The package works with PostgreSQL and SQLite (with foreign keys enabled).
+package repository

@@ -1,0 +1,54 @@
+package repository
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors returned, wrapped, by every Repository method. Match them
+// with errors.Is.
+var (
+	// ErrNotFound means a row the call names, or a parent row it refers to,
+	// does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidInput means an argument was rejected before the database was
+	// touched. The error is an *InputError naming the field.
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrInvalidTransition means a row is in a state the requested transition
+	// may not leave, such as a completed run asked to fail. Nothing changed.
+	// The error is a *TransitionError naming the current state.
+	ErrInvalidTransition = errors.New("invalid transition")
+)
+
+// InputError describes one rejected argument. It matches ErrInvalidInput.
+type InputError struct {
+	// Field names the argument, such as "NewFeatureRun.Phase" or "runID".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *InputError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", ErrInvalidInput, e.Field, e.Reason)
+}
+
+// Is reports whether target is ErrInvalidInput.
+func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// TransitionError describes a refused state transition. It matches
+// ErrInvalidTransition.
+type TransitionError struct {
+	// Table is the table of the row, such as "cta_events".
+	Table string
+	// ID is the row's primary key as text.
+	ID string
+	// From is the state the row is in; To is the state that was asked for.
+	From, To string
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("%s: %s %s is %s, cannot become %s", ErrInvalidTransition, e.Table, e.ID, e.From, e.To)
+}
+
+// Is reports whether target is ErrInvalidTransition.
+func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }

@@ -1,0 +1,211 @@
+package repository
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// NewFeatureRun is the input of CreateFeatureRun.
+type NewFeatureRun struct {
+	// ID identifies the run. Derive it with StableID from the event that
+	// started the workflow so that a replayed create finds the first row.
+	// The zero UUID gets a fresh UUIDv7, which a replay cannot reproduce.
+	ID uuid.UUID
+	// Phase is the phase the run starts in. Required.
+	Phase string
+	// Memories are the run's first memories; duplicates are dropped.
+	Memories []any
+	// Metadata is free JSON stored with the run.
+	Metadata any
+}
+
+// CreateFeatureRun inserts a running feature run and returns its ID. When a
+// run with in.ID exists it returns in.ID and nil and keeps the existing row
+// as it is.
+func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uuid.UUID, error) {
+	const op = "create feature run"
+	if err := checkName("NewFeatureRun.Phase", in.Phase); err != nil {
+		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
+	}
+	memories, err := encodeSet("NewFeatureRun.Memories", in.Memories)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
+	}
+	metadata, err := encodeJSON("NewFeatureRun.Metadata", in.Metadata)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
+	}
+	id, err := idOrNew(in.ID)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
+	}
+	t := now()
+	row := featureRunRow{FeatureRun: models.FeatureRun{
+		ID:        id,
+		Phase:     in.Phase,
+		Status:    models.RunRunning,
+		CreatedAt: t,
+		UpdatedAt: t,
+	}, Memories: memories, Metadata: metadata}
+	if _, err := r.create(ctx, &row); err != nil {
+		return uuid.Nil, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	return id, nil
+}
+
+// idOrNew returns id, or a fresh UUIDv7 when id is zero.
+func idOrNew(id uuid.UUID) (uuid.UUID, error) {
+	if id != uuid.Nil {
+		return id, nil
+	}
+	return uuid.NewV7()
+}
+
+const updatePhaseSQL = `UPDATE feature_runs SET phase = ?, updated_at = ? WHERE id = ? AND status = 'running' AND phase <> ?`
+
+// UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
+// run is already in changes nothing. The phase of a completed or failed run
+// is final: changing it returns ErrInvalidTransition.
+func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID, phase string) error {
+	const op = "update feature run %s phase: %w"
+	if err := checkID("runID", runID); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if err := checkName("phase", phase); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	n, err := r.exec(ctx, updatePhaseSQL, phase, now(), runID, phase)
+	if err != nil || n > 0 {
+		return wrapf(op, runID, err)
+	}
+	var rows []struct {
+		Status models.RunStatus
+		Phase  string
+	}
+	if err := r.scan(ctx, &rows, `SELECT status, phase FROM feature_runs WHERE id = ?`, runID); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	switch {
+	case len(rows) == 0:
+		return fmt.Errorf(op, runID, ErrNotFound)
+	case rows[0].Phase == phase:
+		return nil
+	}
+	return fmt.Errorf(op, runID, &TransitionError{
+		Table: "feature_runs", ID: runID.String(),
+		From: string(rows[0].Status) + " in phase " + rows[0].Phase, To: "phase " + phase,
+	})
+}
+
+// UpdateFeatureRunMemories appends to the run's memories each value that is
+// not JSON-equal to one already there (key order, whitespace and the form of
+// numbers do not matter), in one statement on the server. Values keep the
+// order of their first appearance. An empty memories is a no-op that does
+// not touch the database.
+//
+// Appending to a completed or failed run returns ErrInvalidTransition,
+// unless every value is already present, which is a replay and returns nil.
+func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UUID, memories []any) error {
+	const op = "append feature run %s memories: %w"
+	if err := checkID("runID", runID); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	values, err := encodeSet("memories", memories)
+	if err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if len(memories) == 0 {
+		return nil
+	}
+	newArg := sql.Named("new", string(values))
+	idArg := sql.Named("id", runID)
+	n, err := r.exec(ctx, r.dialect.appendMemories, newArg, idArg, sql.Named("now", now()))
+	if err != nil || n > 0 {
+		return wrapf(op, runID, err)
+	}
+	var rows []struct {
+		Status  models.RunStatus
+		Missing int
+	}
+	if err := r.scan(ctx, &rows, r.dialect.memoriesState, newArg, idArg); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	switch {
+	case len(rows) == 0:
+		return fmt.Errorf(op, runID, ErrNotFound)
+	case rows[0].Missing == 0:
+		return nil
+	}
+	// The guard refused values that are missing, so the run has left running:
+	// appends only add values and no transition returns a run to running.
+	return fmt.Errorf(op, runID, &TransitionError{
+		Table: "feature_runs", ID: runID.String(), From: string(rows[0].Status), To: "running with new memories",
+	})
+}
+
+const finishRunSQL = `UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`
+
+// CompleteFeatureRun moves a running run to completed. Completing a
+// completed run changes nothing; completing a failed run returns
+// ErrInvalidTransition.
+func (r *Repository) CompleteFeatureRun(ctx context.Context, runID uuid.UUID) error {
+	return r.finishRun(ctx, "complete", runID, models.RunCompleted, "")
+}
+
+// FailFeatureRun moves a running run to failed. Failing a failed run changes
+// nothing; failing a completed run returns ErrInvalidTransition.
+func (r *Repository) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
+	return r.finishRun(ctx, "fail", runID, models.RunFailed, "")
+}
+
+// FailFeatureRunWithError is FailFeatureRun that also records why the run
+// failed. A replay keeps the first message.
+func (r *Repository) FailFeatureRunWithError(ctx context.Context, runID uuid.UUID, message string) error {
+	return r.finishRun(ctx, "fail", runID, models.RunFailed, message)
+}
+
+func (r *Repository) finishRun(ctx context.Context, verb string, runID uuid.UUID, to models.RunStatus, message string) error {
+	op := verb + " feature run %s: %w"
+	if err := checkID("runID", runID); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if err := checkText("message", message, MaxMessageBytes); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, runID, err)
+	}
+	t := now()
+	err := r.transition(ctx, "feature_runs", runID, string(to), finishRunSQL, to, nullString(message), t, t, runID)
+	return wrapf(op, runID, err)
+}
+
+// wrapf formats a non-nil err with the operation's format and subject.
+func wrapf(format string, subject any, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format, subject, err)
+}
+
+// nullString maps "" to SQL NULL.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,60 @@
+package repository
+
+import (
+	"context"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// jsonValue is canonical JSON on its way to a JSON column; nil is SQL NULL.
+//
+// It binds as text, except where a dialect needs otherwise: SQLite gives
+// columns declared JSON numeric affinity, which would turn the text of a
+// top-level JSON number into an SQLite number (losing digits beyond a
+// float64, and failing datatypes.JSON's Scan), so there numbers bind as a
+// BLOB holding the same text, which SQLite stores untouched.
+type jsonValue []byte
+
+// GormValue implements gorm.Valuer.
+func (j jsonValue) GormValue(_ context.Context, db *gorm.DB) clause.Expr {
+	if j == nil {
+		return gorm.Expr("NULL")
+	}
+	if d, ok := dialects[db.Dialector.Name()]; ok && d.numbersAsBlob && isNumber(j) {
+		return gorm.Expr("?", []byte(j))
+	}
+	return gorm.Expr("?", string(j))
+}
+
+// isNumber reports whether the canonical JSON j is a number.
+func isNumber(j []byte) bool {
+	return len(j) > 0 && (j[0] == '-' || (j[0] >= '0' && j[0] <= '9'))
+}
+
+// The row types below are what creates insert: the model, with its JSON
+// columns bound as jsonValue. GORM resolves a column to the outermost field
+// of that name, and the embedded model gives the table name.
+
+type featureRunRow struct {
+	models.FeatureRun
+	Memories jsonValue
+	Metadata jsonValue
+}
+
+type sandboxRow struct {
+	models.Sandbox
+	Metadata jsonValue
+}
+
+type agentInvocationRow struct {
+	models.AgentInvocation
+	Input jsonValue
+}
+
+type ctaEventRow struct {
+	models.CTAEvent
+	RequestData jsonValue
+}

@@ -1,0 +1,105 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// NewSandbox is the input of CreateSandboxRecord.
+type NewSandbox struct {
+	// ID is the sandbox's ID at its provider. Required.
+	ID string
+	// FeatureRunID is the run the sandbox serves. Required; the run must exist.
+	FeatureRunID uuid.UUID
+	// Provider names who hosts the sandbox.
+	Provider string
+	// Metadata is free JSON stored with the sandbox.
+	Metadata any
+}
+
+// CreateSandboxRecord inserts a sandbox in status creating. When a sandbox
+// with in.ID exists it returns nil and keeps the existing row as it is. A
+// missing run returns ErrNotFound.
+func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) error {
+	const op = "create sandbox %q: %w"
+	if err := firstErr(
+		checkName("NewSandbox.ID", in.ID),
+		checkID("NewSandbox.FeatureRunID", in.FeatureRunID),
+		checkText("NewSandbox.Provider", in.Provider, MaxNameBytes),
+	); err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	metadata, err := encodeJSON("NewSandbox.Metadata", in.Metadata)
+	if err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, in.ID, err)
+	}
+	t := now()
+	row := sandboxRow{Sandbox: models.Sandbox{
+		ID:           in.ID,
+		FeatureRunID: in.FeatureRunID,
+		Status:       models.SandboxCreating,
+		Provider:     in.Provider,
+		CreatedAt:    t,
+		UpdatedAt:    t,
+	}, Metadata: metadata}
+	if _, err := r.create(ctx, &row); err != nil {
+		if errors.Is(err, errForeignKey) {
+			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
+		}
+		return fmt.Errorf(op, in.ID, err)
+	}
+	return nil
+}
+
+// sandboxSources lists, for each status, the statuses a sandbox may move to
+// it from. A sandbox is only ever created in creating, and never leaves
+// stopped or failed.
+var sandboxSources = map[models.SandboxStatus][]string{
+	models.SandboxCreating: nil,
+	models.SandboxRunning:  {string(models.SandboxCreating), string(models.SandboxPaused)},
+	models.SandboxPaused:   {string(models.SandboxRunning)},
+	models.SandboxStopped:  {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused)},
+	models.SandboxFailed:   {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused)},
+}
+
+const updateSandboxSQL = `UPDATE sandboxes SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), stopped_at = COALESCE(stopped_at, ?) WHERE id = ? AND status IN ?`
+
+// UpdateSandboxStatus moves a sandbox to status: from creating to running,
+// paused, stopped or failed; between running and paused; and from either to
+// stopped or failed. Setting the status the sandbox is in changes nothing.
+// Any other move, such as leaving stopped, returns ErrInvalidTransition.
+func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, status models.SandboxStatus) error {
+	const op = "update sandbox %q status: %w"
+	if err := checkName("sandboxID", sandboxID); err != nil {
+		return fmt.Errorf(op, sandboxID, err)
+	}
+	sources, ok := sandboxSources[status]
+	if !ok {
+		return fmt.Errorf(op, sandboxID, &InputError{Field: "status", Reason: fmt.Sprintf("unknown sandbox status %q", status)})
+	}
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf(op, sandboxID, err)
+	}
+	var query string
+	var args []any
+	if len(sources) > 0 {
+		t := now()
+		var startedAt, stoppedAt any
+		if status == models.SandboxRunning {
+			startedAt = t
+		}
+		if status.Terminal() {
+			stoppedAt = t
+		}
+		query, args = updateSandboxSQL, []any{status, t, startedAt, stoppedAt, sandboxID, sources}
+	}
+	return wrapf(op, sandboxID, r.transition(ctx, "sandboxes", sandboxID, string(status), query, args...))
+}

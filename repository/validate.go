@@ -1,0 +1,121 @@
+package repository
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpipeline/persistence/internal/canonjson"
+)
+
+// MaxNameBytes is the longest name or string ID accepted: phases, agents,
+// models, providers, CTA kinds, sandbox IDs and CTA IDs.
+const MaxNameBytes = 255
+
+// MaxMessageBytes is the longest failure message accepted.
+const MaxMessageBytes = 64 << 10
+
+func checkID(field string, id uuid.UUID) error {
+	if id == uuid.Nil {
+		return &InputError{Field: field, Reason: "must not be the zero UUID"}
+	}
+	return nil
+}
+
+// checkName validates a required name: 1 to MaxNameBytes bytes of UTF-8
+// text without NUL.
+func checkName(field, s string) error {
+	if s == "" {
+		return &InputError{Field: field, Reason: "must not be empty"}
+	}
+	return checkText(field, s, MaxNameBytes)
+}
+
+// checkText validates optional text of at most max bytes.
+func checkText(field, s string, max int) error {
+	switch {
+	case len(s) > max:
+		return &InputError{Field: field, Reason: "longer than " + strconv.Itoa(max) + " bytes"}
+	case !utf8.ValidString(s):
+		return &InputError{Field: field, Reason: "invalid UTF-8"}
+	case strings.IndexByte(s, 0) >= 0:
+		return &InputError{Field: field, Reason: "contains a NUL byte"}
+	}
+	return nil
+}
+
+func checkCount(field string, n int64) error {
+	if n < 0 {
+		return &InputError{Field: field, Reason: "must not be negative"}
+	}
+	return nil
+}
+
+// encodeJSON returns the canonical JSON of v, or nil (SQL NULL) for a nil v.
+func encodeJSON(field string, v any) (jsonValue, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := canonjson.Marshal(v)
+	if err != nil {
+		return nil, jsonInputError(field, err)
+	}
+	return b, nil
+}
+
+// encodeArray returns the canonical JSON array of vs; nil encodes as [].
+func encodeArray(field string, vs []any) (jsonValue, error) {
+	if vs == nil {
+		return jsonValue("[]"), nil
+	}
+	return encodeJSON(field, vs)
+}
+
+// encodeSet returns the canonical JSON array of the distinct values of vs,
+// in order of first appearance.
+func encodeSet(field string, vs []any) (jsonValue, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	seen := make(map[string]struct{}, len(vs))
+	for i, v := range vs {
+		b, err := canonjson.Marshal(v)
+		if err != nil {
+			return nil, jsonInputError(field+"["+strconv.Itoa(i)+"]", err)
+		}
+		if _, dup := seen[string(b)]; dup {
+			continue
+		}
+		seen[string(b)] = struct{}{}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		buf.Write(b)
+		if buf.Len() > canonjson.MaxBytes {
+			return nil, &InputError{Field: field, Reason: "larger than " + strconv.Itoa(canonjson.MaxBytes) + " bytes"}
+		}
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
+}
+
+func jsonInputError(field string, err error) error {
+	var cerr *canonjson.Error
+	if errors.As(err, &cerr) {
+		return &InputError{Field: field, Reason: cerr.Error()}
+	}
+	return &InputError{Field: field, Reason: err.Error()}
+}
+
+// firstErr returns the first non-nil of errs.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
