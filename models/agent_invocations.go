@@ -11,7 +11,7 @@ import (
 // steps and tool calls it made, and what it cost.
 type AgentInvocation struct {
 	ID           uuid.UUID   `gorm:"type:uuid;primaryKey"`
-	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_agent_invocations_run_created,priority:1"`
 	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
 	// PhaseResultID links the invocation to the phase it ran in, if any.
 	PhaseResultID *uuid.UUID       `gorm:"type:uuid;index"`
@@ -33,7 +33,7 @@ type AgentInvocation struct {
 	CostNanoUSD int64 `gorm:"column:cost_nano_usd;not null"`
 	// Error says why the invocation failed, when it did.
 	Error     *string
-	CreatedAt time.Time `gorm:"not null"`
+	CreatedAt time.Time `gorm:"not null;index:idx_agent_invocations_run_created,priority:2"`
 	UpdatedAt time.Time `gorm:"not null"`
 	// FinishedAt is when the invocation reached a terminal status.
 	FinishedAt *time.Time

@@ -11,7 +11,7 @@ import (
 // waits for the answer until ExpiresAt.
 type CTAEvent struct {
 	ID           string      `gorm:"size:255;primaryKey"`
-	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_cta_events_run_created,priority:1"`
 	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
 	// Kind names what is asked, such as "approval" or "clarification".
 	Kind   string    `gorm:"size:255;not null"`
@@ -21,9 +21,10 @@ type CTAEvent struct {
 	// ResponseData is the person's answer, set when the CTA completed.
 	ResponseData datatypes.JSON
 	// ExpiresAt is the deadline after which the CTA may time out; nil for none.
-	ExpiresAt *time.Time
-	CreatedAt time.Time `gorm:"not null"`
-	UpdatedAt time.Time `gorm:"not null"`
+	// Pending events are indexed by deadline for the timeout sweeper.
+	ExpiresAt *time.Time `gorm:"index:idx_cta_events_pending_expiry,where:status = 'pending'"`
+	CreatedAt time.Time  `gorm:"not null;index:idx_cta_events_run_created,priority:2"`
+	UpdatedAt time.Time  `gorm:"not null"`
 	// ResolvedAt is when the CTA completed or timed out.
 	ResolvedAt *time.Time
 }

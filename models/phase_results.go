@@ -10,7 +10,7 @@ import (
 // PhaseResult records one attempt at one phase of a run and what it produced.
 type PhaseResult struct {
 	ID           uuid.UUID   `gorm:"type:uuid;primaryKey"`
-	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_phase_results_run_created,priority:1"`
 	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
 	Phase        string      `gorm:"size:255;not null"`
 	Status       PhaseStatus `gorm:"size:16;not null"`
@@ -18,7 +18,7 @@ type PhaseResult struct {
 	Output datatypes.JSON
 	// Error says why the phase failed, when it did and a reason was given.
 	Error     *string
-	CreatedAt time.Time `gorm:"not null"`
+	CreatedAt time.Time `gorm:"not null;index:idx_phase_results_run_created,priority:2"`
 	UpdatedAt time.Time `gorm:"not null"`
 	// FinishedAt is when the phase reached a terminal status.
 	FinishedAt *time.Time

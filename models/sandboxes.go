@@ -10,15 +10,16 @@ import (
 // Sandbox is an execution environment the pipeline started for a run. Its ID
 // is the one the sandbox provider assigned.
 type Sandbox struct {
-	ID           string        `gorm:"size:255;primaryKey"`
-	FeatureRunID uuid.UUID     `gorm:"type:uuid;not null;index"`
-	FeatureRun   *FeatureRun   `gorm:"constraint:OnDelete:CASCADE" json:"-"`
-	Status       SandboxStatus `gorm:"size:16;not null"`
+	ID           string      `gorm:"size:255;primaryKey"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_sandboxes_run_created,priority:1"`
+	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
+	// Live sandboxes are indexed on their own: the leak finder scans them.
+	Status SandboxStatus `gorm:"size:16;not null;index:idx_sandboxes_live,where:status <> 'stopped' AND status <> 'failed'"`
 	// Provider names who hosts the sandbox, such as "e2b" or "docker".
 	Provider string `gorm:"size:255;not null"`
 	// Metadata is free JSON supplied by the caller at creation.
 	Metadata  datatypes.JSON
-	CreatedAt time.Time `gorm:"not null"`
+	CreatedAt time.Time `gorm:"not null;index:idx_sandboxes_run_created,priority:2"`
 	UpdatedAt time.Time `gorm:"not null"`
 	// StartedAt is when the sandbox first reached running.
 	StartedAt *time.Time

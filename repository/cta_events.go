@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -98,4 +99,32 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 	t := now()
 	err := r.transition(ctx, "cta_events", id, string(to), resolveCTASQL, to, response, t, t, id)
 	return wrapf(op, id, err)
+}
+
+// ExpireCTAEvents times out every pending CTA event whose deadline is at or
+// before now, at most limit of them (oldest deadline first), and returns
+// their IDs. It uses the same guard as TimeoutCTAEvent, so an event answered
+// a moment before is never overwritten, and it is one statement: on
+// PostgreSQL concurrent sweepers skip the events another has claimed, so no
+// event is claimed twice. Call it until it returns fewer than limit IDs to
+// drain a backlog.
+func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	const op = "expire CTA events: %w"
+	if now.IsZero() {
+		return nil, fmt.Errorf(op, &InputError{Field: "now", Reason: "must not be zero"})
+	}
+	if limit < 1 || limit > MaxPageLimit {
+		return nil, fmt.Errorf(op, &InputError{Field: "limit", Reason: fmt.Sprintf("must be 1 to %d", MaxPageLimit)})
+	}
+	if err := r.start(ctx); err != nil {
+		return nil, fmt.Errorf(op, err)
+	}
+	now = now.UTC().Truncate(time.Microsecond)
+	ids := make([]string, 0, limit)
+	err := r.scan(ctx, &ids, r.dialect.expireCTAEvents,
+		sql.Named("now", now), sql.Named("updated", time.Now().UTC().Truncate(time.Microsecond)), sql.Named("limit", limit))
+	if err != nil {
+		return nil, fmt.Errorf(op, err)
+	}
+	return ids, nil
 }

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"database/sql"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -16,6 +17,13 @@ type dialect struct {
 	// memoriesState returns, for run @id, its status and how many values of
 	// the JSON array @new its memories lack.
 	memoriesState string
+	// expireCTAEvents times out at most @limit pending CTA events whose
+	// expires_at is at or before @now, setting updated_at to @updated, and
+	// returns their IDs.
+	expireCTAEvents string
+	// snapshot are the options of a transaction whose reads all see one
+	// snapshot of the database.
+	snapshot *sql.TxOptions
 	// numbersAsBlob binds top-level JSON numbers as BLOBs; see jsonValue.
 	numbersAsBlob bool
 	// err is why the database is not supported, for a dialect we lack.

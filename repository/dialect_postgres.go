@@ -1,5 +1,7 @@
 package repository
 
+import "database/sql"
+
 // postgres compares memories as jsonb, whose equality ignores key order and
 // whitespace. Under concurrent appends the row lock serialises the UPDATEs,
 // and PostgreSQL re-evaluates the SET and WHERE of a waiting one against the
@@ -8,6 +10,7 @@ package repository
 // be a semi-join with the new values, which is why it counts them in a
 // scalar subquery rather than testing EXISTS.
 var postgres = dialect{
+	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	appendMemories: `
 WITH new AS (
 	SELECT v, o FROM jsonb_array_elements(CAST(@new AS jsonb)) WITH ORDINALITY AS t(v, o)
@@ -28,4 +31,17 @@ SELECT r.status, (
 	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
 ) AS missing
 FROM feature_runs AS r WHERE r.id = @id`,
+	// The claim is a CTE because PostgreSQL runs a CTE exactly once, while
+	// an IN (subquery … LIMIT) may be re-run and claim more than @limit.
+	expireCTAEvents: `
+WITH due AS (
+	SELECT id FROM cta_events
+	WHERE status = 'pending' AND expires_at <= @now
+	ORDER BY expires_at, id
+	LIMIT @limit
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE cta_events AS c SET status = 'timed_out', resolved_at = @now, updated_at = @updated
+FROM due WHERE c.id = due.id AND c.status = 'pending'
+RETURNING c.id`,
 }

@@ -5,6 +5,9 @@ package repository
 // operator returns an element's JSON text as stored. SQLite runs one writer
 // at a time, so the single UPDATE is atomic.
 var sqlite = dialect{
+	// A plain SQLite transaction already reads one snapshot, and the
+	// driver refuses isolation levels it does not name.
+	snapshot:      nil,
 	numbersAsBlob: true,
 	appendMemories: `
 UPDATE feature_runs
@@ -37,4 +40,13 @@ SELECT r.status, (
 	)
 ) AS missing
 FROM feature_runs AS r WHERE r.id = @id`,
+	expireCTAEvents: `
+UPDATE cta_events SET status = 'timed_out', resolved_at = @now, updated_at = @updated
+WHERE id IN (
+	SELECT id FROM cta_events
+	WHERE status = 'pending' AND expires_at <= @now
+	ORDER BY expires_at, id
+	LIMIT @limit
+)
+RETURNING id`,
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -102,4 +103,33 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 		query, args = updateSandboxSQL, []any{status, t, startedAt, stoppedAt, sandboxID, sources}
 	}
 	return wrapf(op, sandboxID, r.transition(ctx, "sandboxes", sandboxID, string(status), query, args...))
+}
+
+// leakedSandboxesSQL finds live sandboxes of ended or idle runs. Live
+// sandboxes are few, so it starts from them (the partial index
+// idx_sandboxes_live) and looks their runs up by primary key.
+const leakedSandboxesSQL = `
+SELECT s.* FROM sandboxes AS s
+JOIN feature_runs AS r ON r.id = s.feature_run_id
+WHERE s.status IN ('creating', 'running', 'paused')
+	AND (r.status IN ('completed', 'failed') OR r.updated_at < ?)
+ORDER BY s.created_at, s.id`
+
+// LeakedSandboxes returns the sandboxes still creating, running or paused
+// whose run has completed or failed, or whose run has not been updated for
+// olderThan (its workflow probably died). Each one costs money until it is
+// stopped.
+func (r *Repository) LeakedSandboxes(ctx context.Context, olderThan time.Duration) ([]models.Sandbox, error) {
+	const op = "find leaked sandboxes: %w"
+	if olderThan <= 0 {
+		return nil, fmt.Errorf(op, &InputError{Field: "olderThan", Reason: "must be positive"})
+	}
+	if err := r.start(ctx); err != nil {
+		return nil, fmt.Errorf(op, err)
+	}
+	var leaked []models.Sandbox
+	if err := r.scan(ctx, &leaked, leakedSandboxesSQL, now().Add(-olderThan)); err != nil {
+		return nil, fmt.Errorf(op, err)
+	}
+	return leaked, nil
 }

@@ -35,6 +35,12 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"Statements", Statements},
 		{"Migrate", Migrate},
 		{"Transaction", Transaction},
+		{"Getters", Getters},
+		{"Timeline", Timeline},
+		{"Usage", Usage},
+		{"ListRuns", ListRuns},
+		{"ExpireCTAs", ExpireCTAs},
+		{"LeakedSandboxes", LeakedSandboxes},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}
