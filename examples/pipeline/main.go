@@ -1,0 +1,124 @@
+// Command pipeline simulates one feature run of the agent pipeline end to
+// end, as a durable workflow engine would drive it, crashes it halfway,
+// replays it, and prints what the database recorded.
+//
+// By default it uses an SQLite file in a temporary directory. Point it at
+// another database with -dsn or DATABASE_URL:
+//
+//	go run ./examples/pipeline
+//	go run ./examples/pipeline -dsn postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+//	go run ./examples/pipeline -keep   # leave the SQLite file for inspection
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// connectTimeout bounds how long an unreachable server can make us wait.
+var connectTimeout = 5 * time.Second
+
+func main() {
+	dsn := flag.String("dsn", os.Getenv("DATABASE_URL"), "database to use: a postgres:// URL, or an SQLite file path (default: a new SQLite file in a temporary directory; also read from DATABASE_URL)")
+	keep := flag.Bool("keep", false, "keep the temporary SQLite file and print its path")
+	flag.Parse()
+	if err := run(context.Background(), *dsn, *keep, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline:", oneLine(err))
+		os.Exit(1)
+	}
+}
+
+// oneLine returns err's message on one line, whatever the driver said.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func run(ctx context.Context, dsn string, keep bool, out io.Writer) error {
+	if dsn == "" {
+		dir, err := os.MkdirTemp("", "pipeline-")
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, "pipeline.db")
+		if keep {
+			defer fmt.Fprintf(out, "\nSQLite database kept at %s\n", path)
+		} else {
+			defer os.RemoveAll(dir)
+		}
+		dsn = path
+	}
+	db, err := open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if sqlDB, err := db.DB(); err == nil {
+		defer sqlDB.Close()
+	}
+	return simulate(ctx, db, out)
+}
+
+// open opens dsn: PostgreSQL for a postgres:// or postgresql:// URL or a
+// key=value DSN naming a host, SQLite otherwise. It gives up after
+// connectTimeout.
+func open(ctx context.Context, dsn string) (*gorm.DB, error) {
+	cfg := &gorm.Config{Logger: logger.Discard, DisableAutomaticPing: true}
+	var dialector gorm.Dialector
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("bad DSN: %w", err)
+		}
+		q := u.Query()
+		if !q.Has("connect_timeout") {
+			q.Set("connect_timeout", fmt.Sprint(int(connectTimeout.Seconds())))
+			u.RawQuery = q.Encode()
+		}
+		dialector = postgres.Open(u.String())
+	case strings.Contains(dsn, "host="):
+		if !strings.Contains(dsn, "connect_timeout=") {
+			dsn += fmt.Sprintf(" connect_timeout=%d", int(connectTimeout.Seconds()))
+		}
+		dialector = postgres.Open(dsn)
+	default:
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if _, err := os.Stat(filepath.Dir(path)); err != nil {
+			return nil, fmt.Errorf("bad SQLite path %q: %w", path, err)
+		}
+		// Foreign keys make deletes cascade; WAL and a busy timeout let
+		// concurrent writers queue instead of failing.
+		dialector = sqlite.Open("file:" + path + "?_foreign_keys=on&_journal_mode=WAL&_busy_timeout=5000")
+	}
+	db, err := gorm.Open(dialector, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := sqlDB.PingContext(ctx); err != nil {
+		sqlDB.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("database did not answer within %s", connectTimeout)
+		}
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return db, nil
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+)
+
+func TestSimulate(t *testing.T) {
+	for _, d := range dbtest.All() {
+		t.Run(d.Name, func(t *testing.T) {
+			var out bytes.Buffer
+			require.NoError(t, simulate(t.Context(), d.Open(t), &out))
+			got := out.String()
+			for _, want := range []string{
+				`!! crash after step "implement/remember" wrote to the database`,
+				"  ↻ implement/remember",
+				"replay check: the database is identical to before the crash (8 rows in 5 tables)",
+				"  ✓ finish ",
+				"planner   claude-opus-4    completed  2,340   0.067500000",
+				"tester    claude-haiku-4   failed     2,900   0.003280000",
+				"(confirmation): timed_out\n",
+				"run: completed in phase review, 5 memories",
+				"  total                   6            25,620  0.269920000",
+			} {
+				assert.Contains(t, got, want)
+			}
+			assert.Equal(t, 1, strings.Count(got, "↻"), "only the crashed step runs twice")
+		})
+	}
+}
+
+func TestRunOnSQLiteFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kept.db")
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), path, false, &out))
+	assert.Contains(t, out.String(), "replay check")
+	_, err := os.Stat(path)
+	require.NoError(t, err, "a given SQLite file is the caller's to keep")
+}
+
+func TestOpenFailsFastWithOneLine(t *testing.T) {
+	// A server that accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	old := connectTimeout
+	connectTimeout = time.Second
+	t.Cleanup(func() { connectTimeout = old })
+
+	for name, dsn := range map[string]string{
+		"silent server":      "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+		"refused":            "postgres://postgres@" + closedAddr + "/postgres?sslmode=disable",
+		"key=value":          "host=127.0.0.1 port=" + strings.Split(closedAddr, ":")[1] + " user=postgres",
+		"bad URL":            "postgres://[::1",
+		"missing sqlite dir": filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"),
+	} {
+		start := time.Now()
+		err := run(context.Background(), dsn, false, &bytes.Buffer{})
+		require.Error(t, err, name)
+		assert.Less(t, time.Since(start), 5*time.Second, "%s: bounded by the connect timeout", name)
+		assert.NotContains(t, oneLine(err), "\n", name)
+		assert.NotContains(t, oneLine(err), "\t", name)
+	}
+	assert.Equal(t, "a b c", oneLine(errors.New("a\n\tb  c\n")))
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// workflow is the feature-run workflow: what a pipeline's durable function
+// would do, one engine step per write.
+type workflow struct {
+	repo    *repository.Repository
+	eventID string
+	run     uuid.UUID
+	// start is when the workflow was triggered; the simulation's deadlines
+	// count from it.
+	start time.Time
+}
+
+// agentCall is one simulated agent invocation.
+type agentCall struct {
+	agent, model  string
+	input, output int64 // tokens
+	fails         string
+}
+
+// phases is the simulated pipeline: its phases and the agents each calls.
+var phases = []struct {
+	name   string
+	agents []agentCall
+}{
+	{"plan", []agentCall{{agent: "planner", model: "claude-opus-4", input: 1800, output: 540}}},
+	{"implement", []agentCall{
+		{agent: "coder", model: "claude-sonnet-4", input: 5200, output: 2100},
+		{agent: "coder", model: "claude-sonnet-4", input: 3900, output: 1200},
+	}},
+	{"test", []agentCall{
+		{agent: "tester", model: "claude-haiku-4", input: 2600, output: 300, fails: "test runner timed out"},
+		{agent: "tester", model: "claude-haiku-4", input: 2700, output: 420},
+	}},
+	{"review", []agentCall{{agent: "reviewer", model: "claude-opus-4", input: 4100, output: 760}}},
+}
+
+// pricesNanoUSD are per-token prices, in billionths of a dollar, for input
+// and output tokens.
+var pricesNanoUSD = map[string][2]int64{
+	"claude-opus-4":   {15_000, 75_000},
+	"claude-sonnet-4": {3_000, 15_000},
+	"claude-haiku-4":  {800, 4_000},
+}
+
+// id derives the ID of the step's row from the triggering event.
+func (w *workflow) id(step string) uuid.UUID { return repository.StableID(w.eventID, step) }
+
+func (w *workflow) execute(ctx context.Context, e *engine) error {
+	r := w.repo
+	sandbox := "sbx-" + w.id("sandbox").String()[:8]
+	steps := []struct {
+		name, what string
+		fn         func(context.Context) error
+	}{
+		{"start", "create feature run", func(ctx context.Context) error {
+			_, err := r.CreateFeatureRun(ctx, repository.NewFeatureRun{ID: w.run, Phase: "plan", Metadata: map[string]any{"event": w.eventID}})
+			return err
+		}},
+		{"sandbox/create", "create sandbox " + sandbox, func(ctx context.Context) error {
+			return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: sandbox, FeatureRunID: w.run, Provider: "e2b"})
+		}},
+		{"sandbox/ready", "sandbox running", func(ctx context.Context) error {
+			return r.UpdateSandboxStatus(ctx, sandbox, models.SandboxRunning)
+		}},
+	}
+	for _, s := range steps {
+		if err := e.step(ctx, s.name, s.what, s.fn); err != nil {
+			return err
+		}
+	}
+	for _, p := range phases {
+		if err := w.phase(ctx, e, p.name, p.agents); err != nil {
+			return err
+		}
+	}
+	if err := e.step(ctx, "sandbox/stop", "sandbox stopped", func(ctx context.Context) error {
+		return r.UpdateSandboxStatus(ctx, sandbox, models.SandboxStopped)
+	}); err != nil {
+		return err
+	}
+	return e.step(ctx, "finish", "complete feature run", func(ctx context.Context) error {
+		return r.CompleteFeatureRun(ctx, w.run)
+	})
+}
+
+func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []agentCall) error {
+	r := w.repo
+	phaseID := w.id("phase/" + name)
+	if err := e.step(ctx, name+"/start", "enter phase "+name, func(ctx context.Context) error {
+		if err := r.UpdateFeatureRunPhase(ctx, w.run, name); err != nil {
+			return err
+		}
+		_, err := r.CreatePhaseResult(ctx, repository.NewPhaseResult{ID: phaseID, FeatureRunID: w.run, Phase: name})
+		return err
+	}); err != nil {
+		return err
+	}
+	for i, a := range agents {
+		step := fmt.Sprintf("%s/%s-%d", name, a.agent, i+1)
+		invocation := w.id(step)
+		if err := e.step(ctx, step, "invoke "+a.agent+" on "+a.model, func(ctx context.Context) error {
+			return w.invoke(ctx, invocation, phaseID, a)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := e.step(ctx, name+"/remember", "append memories", func(ctx context.Context) error {
+		return r.UpdateFeatureRunMemories(ctx, w.run, []any{
+			map[string]any{"phase": name, "lesson": "keep the " + name + " notes short"},
+			"the repository uses Go modules",
+		})
+	}); err != nil {
+		return err
+	}
+	switch name {
+	case "plan":
+		if err := w.askAndAnswer(ctx, e); err != nil {
+			return err
+		}
+	case "review":
+		if err := w.askAndTimeOut(ctx, e); err != nil {
+			return err
+		}
+	}
+	return e.step(ctx, name+"/pass", "phase "+name+" passed", func(ctx context.Context) error {
+		return r.PassPhaseResult(ctx, phaseID, map[string]any{"phase": name, "summary": name + " done"})
+	})
+}
+
+// invoke records one agent invocation, from start to result.
+func (w *workflow) invoke(ctx context.Context, id, phaseID uuid.UUID, a agentCall) error {
+	r := w.repo
+	if _, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
+		ID: id, FeatureRunID: w.run, PhaseResultID: &phaseID, Agent: a.agent, Model: a.model,
+		Input: map[string]any{"task": "work on " + w.eventID},
+	}); err != nil {
+		return err
+	}
+	price := pricesNanoUSD[a.model]
+	result := repository.InvocationResult{
+		Steps: []any{
+			map[string]any{"type": "thought", "text": "read the relevant files"},
+			map[string]any{"type": "action", "text": "run the tools"},
+		},
+		ToolCalls: []any{
+			map[string]any{"tool": "read_file", "args": map[string]any{"path": "main.go"}},
+			map[string]any{"tool": "bash", "args": map[string]any{"cmd": "go test ./..."}},
+		},
+		Output:       map[string]any{"ok": a.fails == ""},
+		InputTokens:  a.input,
+		OutputTokens: a.output,
+		CostNanoUSD:  a.input*price[0] + a.output*price[1],
+	}
+	if a.fails != "" {
+		return r.FailAgentInvocation(ctx, id, result, a.fails)
+	}
+	return r.CompleteAgentInvocation(ctx, id, result)
+}
+
+// askAndAnswer asks a person to approve the plan; they answer in time.
+func (w *workflow) askAndAnswer(ctx context.Context, e *engine) error {
+	const cta = "approve-plan"
+	id := cta + "-" + w.run.String()[:8]
+	if err := e.step(ctx, "plan/ask", "ask for plan approval", func(ctx context.Context) error {
+		return w.repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
+			ID: id, FeatureRunID: w.run, Kind: "approval",
+			Request: map[string]any{"question": "Approve the plan?"}, ExpiresAt: w.start.Add(time.Hour),
+		})
+	}); err != nil {
+		return err
+	}
+	return e.step(ctx, "plan/answer", "approval received", func(ctx context.Context) error {
+		return w.repo.CompleteCTAEvent(ctx, id, map[string]any{"approved": true, "by": "alice"})
+	})
+}
+
+// askAndTimeOut asks a person to confirm the deploy; nobody answers, so
+// the sweeper times the request out and the workflow's own timeout, a
+// moment later, finds it already timed out.
+func (w *workflow) askAndTimeOut(ctx context.Context, e *engine) error {
+	id := "confirm-deploy-" + w.run.String()[:8]
+	deadline := w.start.Add(30 * time.Minute)
+	if err := e.step(ctx, "review/ask", "ask to confirm the deploy", func(ctx context.Context) error {
+		return w.repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
+			ID: id, FeatureRunID: w.run, Kind: "confirmation",
+			Request: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
+		})
+	}); err != nil {
+		return err
+	}
+	if err := e.step(ctx, "review/sweep", "sweeper: deadline passed", func(ctx context.Context) error {
+		// Thirty-one simulated minutes later.
+		_, err := w.repo.ExpireCTAEvents(ctx, deadline.Add(time.Minute), 100)
+		return err
+	}); err != nil {
+		return err
+	}
+	return e.step(ctx, "review/timeout", "no answer: proceed without", func(ctx context.Context) error {
+		err := w.repo.TimeoutCTAEvent(ctx, id)
+		if errors.Is(err, repository.ErrInvalidTransition) {
+			// The person answered just before the timeout: their answer
+			// stands, and the workflow should read it instead.
+			return nil
+		}
+		return err
+	})
+}
