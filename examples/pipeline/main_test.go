@@ -87,5 +87,5 @@ func TestOpenFailsFastWithOneLine(t *testing.T) {
 		assert.NotContains(t, oneLine(err), "\n", name)
 		assert.NotContains(t, oneLine(err), "\t", name)
 	}
-	assert.Equal(t, "a b c", oneLine(errors.New("a\n\tb  c\n")))
+	assert.Equal(t, "a b c", oneLine(errors.New("a\n\tb  c")))
 }

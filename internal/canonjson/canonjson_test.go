@@ -2,7 +2,7 @@ package canonjson
 
 import (
 	"encoding/json"
-	"errors"
+
 	"math"
 	"strings"
 	"testing"
@@ -106,7 +106,7 @@ func TestMarshal(t *testing.T) {
 	for _, v := range bad {
 		_, err := Marshal(v)
 		var cerr *Error
-		assert.True(t, errors.As(err, &cerr), "%T should be rejected, got %v", v, err)
+		assert.ErrorAs(t, err, &cerr, "%T should be rejected", v)
 	}
 
 	deep := any(1)

@@ -79,6 +79,7 @@ type pool struct {
 	rec *Recorder
 }
 
+// BeginTx counts the transaction and begins it on the real pool.
 func (p pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
 	p.rec.begin()
 	return p.DB.BeginTx(ctx, opts)
