@@ -35,6 +35,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 		checkName("NewCTAEvent.ID", in.ID),
 		checkID("NewCTAEvent.FeatureRunID", in.FeatureRunID),
 		checkText("NewCTAEvent.Kind", in.Kind, MaxNameBytes),
+		checkTime("NewCTAEvent.ExpiresAt", in.ExpiresAt),
 	); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
@@ -112,6 +113,9 @@ func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit i
 	const op = "expire CTA events: %w"
 	if now.IsZero() {
 		return nil, fmt.Errorf(op, &InputError{Field: "now", Reason: "must not be zero"})
+	}
+	if err := checkTime("now", now); err != nil {
+		return nil, fmt.Errorf(op, err)
 	}
 	if limit < 1 || limit > MaxPageLimit {
 		return nil, fmt.Errorf(op, &InputError{Field: "limit", Reason: fmt.Sprintf("must be 1 to %d", MaxPageLimit)})

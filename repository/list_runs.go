@@ -62,6 +62,9 @@ func (r *Repository) ListFeatureRuns(ctx context.Context, filter RunFilter, page
 			return RunPage{}, fmt.Errorf(op, &InputError{Field: "RunFilter.Statuses", Reason: fmt.Sprintf("unknown run status %q", s)})
 		}
 	}
+	if err := firstErr(checkTime("RunFilter.CreatedFrom", filter.CreatedFrom), checkTime("RunFilter.CreatedBefore", filter.CreatedBefore)); err != nil {
+		return RunPage{}, fmt.Errorf(op, err)
+	}
 	if err := r.start(ctx); err != nil {
 		return RunPage{}, fmt.Errorf(op, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -44,6 +45,18 @@ func checkText(field, s string, max int) error {
 		return &InputError{Field: field, Reason: "invalid UTF-8"}
 	case strings.IndexByte(s, 0) >= 0:
 		return &InputError{Field: field, Reason: "contains a NUL byte"}
+	}
+	return nil
+}
+
+// checkTime validates a time that is set: years 1 to 9999, which every
+// database stores and SQLite's text timestamps still sort correctly.
+func checkTime(field string, t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return &InputError{Field: field, Reason: "year outside 1 to 9999"}
 	}
 	return nil
 }

@@ -129,7 +129,13 @@ func ExpireCTAs(t *testing.T, open dbtest.Opener) {
 			_, err := e.repo.ExpireCTAEvents(e.ctx, base, limit)
 			assert.ErrorIs(t, err, repository.ErrInvalidInput, "limit %d", limit)
 		}
-		_, err := e.repo.ExpireCTAEvents(e.ctx, time.Time{}, 1)
+		for _, now := range []time.Time{{}, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+			_, err := e.repo.ExpireCTAEvents(e.ctx, now, 1)
+			assert.ErrorIs(t, err, repository.ErrInvalidInput, "now %s", now)
+		}
+		run := e.newRun()
+		err := e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: "far", FeatureRunID: run, ExpiresAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)})
 		assert.ErrorIs(t, err, repository.ErrInvalidInput)
+		assert.Zero(t, e.count("cta_events"))
 	})
 }

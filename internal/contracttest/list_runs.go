@@ -128,6 +128,7 @@ func ListRuns(t *testing.T, open dbtest.Opener) {
 			{page: repository.Page{After: "not a cursor"}},
 			{page: repository.Page{After: "AAAA"}},
 			{filter: repository.RunFilter{Statuses: []models.RunStatus{"paused"}}},
+			{filter: repository.RunFilter{CreatedBefore: time.Date(12345, 1, 1, 0, 0, 0, 0, time.UTC)}},
 		} {
 			_, err := e.repo.ListFeatureRuns(e.ctx, c.filter, c.page)
 			assert.ErrorIs(t, err, repository.ErrInvalidInput, "%+v", c)
