@@ -13,9 +13,10 @@ type AgentInvocation struct {
 	ID           uuid.UUID   `gorm:"type:uuid;primaryKey"`
 	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_agent_invocations_run_created,priority:1"`
 	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
-	// PhaseResultID links the invocation to the phase it ran in, if any.
+	// PhaseResultID links the invocation to the phase it ran in, if any: a
+	// phase of the same run, which the foreign key on both columns ensures.
 	PhaseResultID *uuid.UUID       `gorm:"type:uuid;index"`
-	PhaseResult   *PhaseResult     `gorm:"constraint:OnDelete:CASCADE" json:"-"`
+	PhaseResult   *PhaseResult     `gorm:"foreignKey:PhaseResultID,FeatureRunID;references:ID,FeatureRunID;constraint:OnDelete:CASCADE" json:"-"`
 	Agent         string           `gorm:"size:255;not null"`
 	Model         string           `gorm:"size:255;not null"`
 	Status        InvocationStatus `gorm:"size:16;not null"`

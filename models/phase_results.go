@@ -9,8 +9,10 @@ import (
 
 // PhaseResult records one attempt at one phase of a run and what it produced.
 type PhaseResult struct {
-	ID           uuid.UUID   `gorm:"type:uuid;primaryKey"`
-	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_phase_results_run_created,priority:1"`
+	// The unique index on (id, feature_run_id) is what lets an invocation's
+	// foreign key name both, so that it cannot point at another run's phase.
+	ID           uuid.UUID   `gorm:"type:uuid;primaryKey;uniqueIndex:idx_phase_results_id_run,priority:1"`
+	FeatureRunID uuid.UUID   `gorm:"type:uuid;not null;index:idx_phase_results_run_created,priority:1;uniqueIndex:idx_phase_results_id_run,priority:2"`
 	FeatureRun   *FeatureRun `gorm:"constraint:OnDelete:CASCADE" json:"-"`
 	Phase        string      `gorm:"size:255;not null"`
 	Status       PhaseStatus `gorm:"size:16;not null"`

@@ -18,7 +18,8 @@ type NewAgentInvocation struct {
 	// FeatureRunID is the run the invocation belongs to. Required; the run
 	// must exist.
 	FeatureRunID uuid.UUID
-	// PhaseResultID is the phase the invocation ran in, if any; it must exist.
+	// PhaseResultID is the phase the invocation ran in, if any; it must be a
+	// phase of the same run.
 	PhaseResultID *uuid.UUID
 	// Agent names the agent, such as "planner". Required.
 	Agent string
@@ -44,8 +45,8 @@ type InvocationResult struct {
 
 // CreateAgentInvocation inserts a running agent invocation and returns its
 // ID. When an invocation with in.ID exists it returns in.ID and nil and keeps
-// the existing row as it is. A missing run or phase result returns
-// ErrNotFound.
+// the existing row as it is. A missing run, or a phase result missing from
+// the run, returns ErrNotFound.
 func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvocation) (uuid.UUID, error) {
 	const op = "create agent invocation: %w"
 	if err := firstErr(
@@ -96,11 +97,11 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation) error {
 	if in.PhaseResultID != nil {
 		var found []int
-		if err := r.scan(ctx, &found, `SELECT 1 FROM phase_results WHERE id = ?`, *in.PhaseResultID); err != nil {
+		if err := r.scan(ctx, &found, `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`, *in.PhaseResultID, in.FeatureRunID); err != nil {
 			return err
 		}
 		if len(found) == 0 {
-			return fmt.Errorf("phase result %s: %w", *in.PhaseResultID, ErrNotFound)
+			return fmt.Errorf("phase result %s of feature run %s: %w", *in.PhaseResultID, in.FeatureRunID, ErrNotFound)
 		}
 	}
 	return fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)

@@ -69,6 +69,11 @@ func AgentInvocations(t *testing.T, open dbtest.Opener) {
 		_, err = e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &missing, Agent: "coder"})
 		require.ErrorIs(t, err, repository.ErrNotFound)
 		assert.Contains(t, err.Error(), "phase result")
+
+		otherRunsPhase := e.newPhase(e.newRun())
+		_, err = e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &otherRunsPhase, Agent: "coder"})
+		require.ErrorIs(t, err, repository.ErrNotFound, "a phase of another run is not a phase of this one")
+		assert.Contains(t, err.Error(), "phase result")
 		assert.Zero(t, e.count("agent_invocations"))
 	})
 
