@@ -37,6 +37,10 @@ const MaxBytes = 8 << 20
 // float64, narrow enough that no database expands a number into megabytes.
 const maxExponent = 400
 
+// maxExponentDigits bounds the exponent as written, before the digits of the
+// number are taken into account.
+const maxExponentDigits = 1_000_000
+
 // Error describes why a value has no canonical JSON form.
 type Error struct {
 	// Reason is a short human description, such as "invalid UTF-8".
@@ -75,6 +79,11 @@ func Canonicalize(raw []byte) ([]byte, error) {
 	p.skipSpace()
 	if p.pos != len(p.in) {
 		return nil, p.fail("unexpected data after the value")
+	}
+	// Numbers such as 1e20 grow when written out, so the output is
+	// bounded too.
+	if len(p.out) > MaxBytes {
+		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes once canonical", MaxBytes), Offset: -1}
 	}
 	return p.out, nil
 }
@@ -381,8 +390,13 @@ func (p *parser) number() error {
 		}
 		expStart := p.pos
 		for p.pos < len(p.in) && isDigit(p.in[p.pos]) {
-			if exp < 1e6 { // saturate; anything this large is rejected below
-				exp = exp*10 + int(p.in[p.pos]-'0')
+			exp = exp*10 + int(p.in[p.pos]-'0')
+			if exp > maxExponentDigits {
+				// Refused outright rather than capped: a capped exponent
+				// could be cancelled by a long run of zeros and give a
+				// wrong value.
+				p.pos = start
+				return p.fail("number out of range")
 			}
 			p.pos++
 		}

@@ -76,6 +76,19 @@ func TestCanonicalizeRejects(t *testing.T) {
 	}
 	_, err := Canonicalize([]byte(strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)))
 	require.NoError(t, err, "exactly MaxDepth levels are accepted")
+
+	// A huge exponent cancelled by a long fraction must not be capped into
+	// a wrong value.
+	_, err = Canonicalize([]byte("0." + strings.Repeat("0", 999_999) + "1e10000000"))
+	require.ErrorContains(t, err, "out of range")
+	_, err = Canonicalize([]byte("1" + strings.Repeat("0", 999_999) + "e-10000000"))
+	require.ErrorContains(t, err, "out of range")
+
+	// The limit holds for the canonical output, not only the input.
+	grows := "[" + strings.Repeat("1e20,", MaxBytes/5-1) + "1]"
+	require.LessOrEqual(t, len(grows), MaxBytes)
+	_, err = Canonicalize([]byte(grows))
+	require.ErrorContains(t, err, "once canonical")
 }
 
 func TestMarshal(t *testing.T) {
