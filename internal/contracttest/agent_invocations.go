@@ -49,7 +49,7 @@ func AgentInvocations(t *testing.T, open dbtest.Opener) {
 		e := setup(t, open)
 		run := e.newRun()
 		id := repository.StableID("invocation", "16")
-		for _, err := range concurrently(16, func(int) error {
+		for _, err := range dbtest.Concurrently(16, func(int) error {
 			_, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{ID: id, FeatureRunID: run, Agent: "coder"})
 			return err
 		}) {
@@ -128,7 +128,7 @@ func AgentInvocations(t *testing.T, open dbtest.Opener) {
 	t.Run("ConcurrentCompletes", func(t *testing.T) {
 		e := setup(t, open)
 		id := e.newInvocation(e.newRun())
-		for _, err := range concurrently(16, func(i int) error {
+		for _, err := range dbtest.Concurrently(16, func(i int) error {
 			return e.repo.CompleteAgentInvocation(e.ctx, id, repository.InvocationResult{InputTokens: int64(i)})
 		}) {
 			require.NoError(t, err)

@@ -40,7 +40,7 @@ func CTAEvents(t *testing.T, open dbtest.Opener) {
 	t.Run("CreateConcurrentReplays", func(t *testing.T) {
 		e := setup(t, open)
 		run := e.newRun()
-		for _, err := range concurrently(16, func(int) error {
+		for _, err := range dbtest.Concurrently(16, func(int) error {
 			return e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: "cta-16", FeatureRunID: run})
 		}) {
 			require.NoError(t, err)
@@ -90,7 +90,7 @@ func CTAEvents(t *testing.T, open dbtest.Opener) {
 		for round := range 20 {
 			id := e.newCTA(run)
 			response := map[string]any{"round": round}
-			errs := concurrently(2, func(i int) error {
+			errs := dbtest.Concurrently(2, func(i int) error {
 				if i == 0 {
 					return e.repo.CompleteCTAEvent(e.ctx, id, response)
 				}

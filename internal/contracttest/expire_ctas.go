@@ -72,7 +72,7 @@ func ExpireCTAs(t *testing.T, open dbtest.Opener) {
 			id := fmt.Sprintf("race-%d", round)
 			create(e, id, base.Add(-time.Second))
 			var swept []string
-			errs := concurrently(2, func(i int) error {
+			errs := dbtest.Concurrently(2, func(i int) error {
 				if i == 0 {
 					return e.repo.CompleteCTAEvent(e.ctx, id, map[string]any{"round": round})
 				}
@@ -105,7 +105,7 @@ func ExpireCTAs(t *testing.T, open dbtest.Opener) {
 			require.NoError(t, e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, ExpiresAt: base.Add(-time.Minute)}))
 		}
 		claimed := make([][]string, 4)
-		errs := concurrently(4, func(i int) error {
+		errs := dbtest.Concurrently(4, func(i int) error {
 			for {
 				ids, err := e.repo.ExpireCTAEvents(e.ctx, base, 7)
 				if err != nil || len(ids) == 0 {

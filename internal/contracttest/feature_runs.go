@@ -51,7 +51,7 @@ func FeatureRuns(t *testing.T, open dbtest.Opener) {
 	t.Run("CreateConcurrentReplays", func(t *testing.T) {
 		e := setup(t, open)
 		id := repository.StableID("run", "event-16")
-		errs := concurrently(16, func(i int) error {
+		errs := dbtest.Concurrently(16, func(i int) error {
 			got, err := e.repo.CreateFeatureRun(e.ctx, repository.NewFeatureRun{ID: id, Phase: "plan"})
 			if err == nil && got != id {
 				t.Errorf("goroutine %d got ID %s, want %s", i, got, id)
@@ -148,7 +148,7 @@ func FeatureRuns(t *testing.T, open dbtest.Opener) {
 		e := setup(t, open)
 		for range 10 {
 			run := e.newRun()
-			errs := concurrently(16, func(i int) error {
+			errs := dbtest.Concurrently(16, func(i int) error {
 				if i%2 == 0 {
 					return e.repo.CompleteFeatureRun(e.ctx, run)
 				}

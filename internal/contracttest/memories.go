@@ -87,7 +87,7 @@ func Memories(t *testing.T, open dbtest.Opener) {
 	t.Run("Concurrent32DistinctAppends", func(t *testing.T) {
 		e := setup(t, open)
 		run := e.newRun()
-		errs := concurrently(32, func(i int) error {
+		errs := dbtest.Concurrently(32, func(i int) error {
 			return e.repo.UpdateFeatureRunMemories(e.ctx, run, []any{fmt.Sprintf("memory-%02d", i)})
 		})
 		for _, err := range errs {
@@ -103,7 +103,7 @@ func Memories(t *testing.T, open dbtest.Opener) {
 	t.Run("ConcurrentOverlappingAppends", func(t *testing.T) {
 		e := setup(t, open)
 		run := e.newRun()
-		errs := concurrently(16, func(i int) error {
+		errs := dbtest.Concurrently(16, func(i int) error {
 			return e.repo.UpdateFeatureRunMemories(e.ctx, run, []any{"shared", fmt.Sprint(i % 4), map[string]any{"same": true}})
 		})
 		for _, err := range errs {

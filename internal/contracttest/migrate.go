@@ -38,7 +38,7 @@ func Migrate(t *testing.T, open dbtest.Opener) {
 	t.Run("ConcurrentUps", func(t *testing.T) {
 		t.Parallel()
 		db := open(t)
-		for i, err := range concurrently(8, func(int) error { return migrate.Up(t.Context(), db) }) {
+		for i, err := range dbtest.Concurrently(8, func(int) error { return migrate.Up(t.Context(), db) }) {
 			require.NoError(t, err, "migration %d", i)
 		}
 		for _, m := range migrate.Models() {

@@ -44,7 +44,7 @@ func PhaseResults(t *testing.T, open dbtest.Opener) {
 		e := setup(t, open)
 		run := e.newRun()
 		id := repository.StableID("phase", "16")
-		for _, err := range concurrently(16, func(int) error {
+		for _, err := range dbtest.Concurrently(16, func(int) error {
 			got, err := e.repo.CreatePhaseResult(e.ctx, repository.NewPhaseResult{ID: id, FeatureRunID: run, Phase: "plan"})
 			if err == nil && got != id {
 				t.Errorf("got %s, want %s", got, id)
@@ -121,7 +121,7 @@ func PhaseResults(t *testing.T, open dbtest.Opener) {
 	t.Run("ConcurrentPasses", func(t *testing.T) {
 		e := setup(t, open)
 		id := e.newPhase(e.newRun())
-		for _, err := range concurrently(16, func(i int) error { return e.repo.PassPhaseResult(e.ctx, id, i) }) {
+		for _, err := range dbtest.Concurrently(16, func(i int) error { return e.repo.PassPhaseResult(e.ctx, id, i) }) {
 			require.NoError(t, err)
 		}
 		var got models.PhaseResult

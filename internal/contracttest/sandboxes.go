@@ -36,7 +36,7 @@ func Sandboxes(t *testing.T, open dbtest.Opener) {
 	t.Run("CreateConcurrentReplays", func(t *testing.T) {
 		e := setup(t, open)
 		run := e.newRun()
-		for _, err := range concurrently(16, func(int) error {
+		for _, err := range dbtest.Concurrently(16, func(int) error {
 			return e.repo.CreateSandboxRecord(e.ctx, repository.NewSandbox{ID: "sbx-16", FeatureRunID: run})
 		}) {
 			require.NoError(t, err)
@@ -119,7 +119,7 @@ func Sandboxes(t *testing.T, open dbtest.Opener) {
 		e := setup(t, open)
 		id := e.newSandbox(e.newRun())
 		require.NoError(t, e.repo.UpdateSandboxStatus(e.ctx, id, models.SandboxRunning))
-		errs := concurrently(16, func(i int) error {
+		errs := dbtest.Concurrently(16, func(i int) error {
 			if i%2 == 0 {
 				return e.repo.UpdateSandboxStatus(e.ctx, id, models.SandboxStopped)
 			}

@@ -6,7 +6,6 @@ package contracttest
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -135,28 +134,6 @@ func (e *env) snapshot() string {
 	b, err := json.Marshal(all)
 	require.NoError(e.t, err)
 	return string(b)
-}
-
-// concurrently calls fn from n goroutines released at once and returns
-// their errors by goroutine.
-func concurrently(n int, fn func(i int) error) []error {
-	errs := make([]error, n)
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			errs[i] = fn(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-	return errs
 }
 
 // jsonEq asserts that the JSON got is JSON-equal to want.

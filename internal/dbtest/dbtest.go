@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"maps"
 	"net/url"
 	"os"
 	"sync"
@@ -73,6 +74,15 @@ func PostgresDSN() string {
 // fails where the CI environment variable is set.
 func Postgres(t testing.TB) *gorm.DB {
 	t.Helper()
+	return PostgresWithParams(t, nil)
+}
+
+// PostgresWithParams is Postgres with params added to the DSN of every
+// connection of the pool, such as application_name, which lets a test find
+// its own backends in pg_stat_activity (to terminate them) without touching
+// those of tests running in parallel against the same server.
+func PostgresWithParams(t testing.TB, params map[string]string) *gorm.DB {
+	t.Helper()
 	admin := postgresAdmin(t)
 	schema := "test_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -85,7 +95,12 @@ func Postgres(t testing.TB) *gorm.DB {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	sqlDB, err := sql.Open("pgx", withSearchPath(t, PostgresDSN(), schema))
+	params = maps.Clone(params)
+	if params == nil {
+		params = map[string]string{}
+	}
+	params["search_path"] = schema
+	sqlDB, err := sql.Open("pgx", withParams(t, PostgresDSN(), params))
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}
@@ -121,15 +136,40 @@ func postgresAdmin(t testing.TB) *sql.DB {
 	return adminDB
 }
 
-func withSearchPath(t testing.TB, dsn, schema string) string {
+// withParams returns dsn with params set in its query.
+func withParams(t testing.TB, dsn string, params map[string]string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		t.Fatalf("TEST_POSTGRES_DSN must be a postgres:// URL: %q", dsn)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
+	for k, v := range params {
+		q.Set(k, v)
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// Concurrently calls fn from n goroutines released at once and returns
+// their errors by goroutine.
+func Concurrently(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errs
 }
 
 func randomHex(n int) string {
