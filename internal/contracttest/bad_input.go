@@ -41,6 +41,11 @@ func badCases() []badCase {
 	for range 10_000 {
 		deep = []any{deep}
 	}
+	// huge is over canonjson.MaxBytes on its own; half is under it, but two
+	// distinct halves in one array are not.
+	huge := strings.Repeat("x", 16<<20)
+	half := strings.Repeat("y", 5<<20)
+	halfToo := strings.Repeat("z", 5<<20)
 	type run = repository.NewFeatureRun
 	type sbx = repository.NewSandbox
 	type phase = repository.NewPhaseResult
@@ -108,7 +113,13 @@ func badCases() []badCase {
 		{"run metadata NUL", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: []any{withNUL}})},
 		{"run metadata raw \\u0000", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: json.RawMessage(`{"a":"\u0000"}`)})},
 		{"run metadata too deep", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: deep})},
-		{"run metadata 16 MiB", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: strings.Repeat("x", 16<<20)})},
+		{"run metadata 16 MiB", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: huge})},
+		{"run metadata unencodable", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: unencodable})},
+		{"run memory bad UTF-8", "NewFeatureRun.Memories[0]", createRun(run{Phase: "p", Memories: []any{badUTF8}})},
+		{"run memory NUL", "NewFeatureRun.Memories[1]", createRun(run{Phase: "p", Memories: []any{"ok", withNUL}})},
+		{"run memory too deep", "NewFeatureRun.Memories[0]", createRun(run{Phase: "p", Memories: []any{deep}})},
+		{"run memory 16 MiB", "NewFeatureRun.Memories[0]", createRun(run{Phase: "p", Memories: []any{huge}})},
+		{"run memories over 8 MiB in all", "NewFeatureRun.Memories", createRun(run{Phase: "p", Memories: []any{half, halfToo}})},
 
 		{"phase zero run", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.UpdateFeatureRunPhase(ctx, zero, "p")
@@ -122,6 +133,9 @@ func badCases() []badCase {
 		{"phase bad UTF-8", "phase", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			return r.UpdateFeatureRunPhase(ctx, f.run, badUTF8)
 		}},
+		{"phase NUL", "phase", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, f.run, withNUL)
+		}},
 
 		{"memories zero run", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.UpdateFeatureRunMemories(ctx, zero, []any{"m"})
@@ -132,6 +146,9 @@ func badCases() []badCase {
 		{"memories NUL", "memories[2]", memories("a", "b", withNUL)},
 		{"memories raw invalid JSON", "memories[0]", memories(json.RawMessage(`{"a":`))},
 		{"memories too deep", "memories[0]", memories(deep)},
+		{"memories lone surrogate", "memories[1]", memories("ok", json.RawMessage(`"\ud800"`))},
+		{"memories 16 MiB", "memories[0]", memories(huge)},
+		{"memories over 8 MiB in all", "memories", memories(half, halfToo)},
 
 		{"complete run zero", "runID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.CompleteFeatureRun(ctx, zero)
@@ -142,6 +159,12 @@ func badCases() []badCase {
 		{"fail run message bad UTF-8", "message", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			return r.FailFeatureRunWithError(ctx, f.run, badUTF8)
 		}},
+		{"fail run message NUL", "message", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.FailFeatureRunWithError(ctx, f.run, withNUL)
+		}},
+		{"fail run message too long", "message", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.FailFeatureRunWithError(ctx, f.run, strings.Repeat("m", repository.MaxMessageBytes+1))
+		}},
 
 		{"sandbox empty ID", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{FeatureRunID: f.run} })},
 		{"sandbox long ID", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{ID: tooLong, FeatureRunID: f.run} })},
@@ -149,6 +172,14 @@ func badCases() []badCase {
 		{"sandbox zero run", "NewSandbox.FeatureRunID", createSandbox(func(fixture) sbx { return sbx{ID: "s"} })},
 		{"sandbox long provider", "NewSandbox.Provider", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Provider: tooLong} })},
 		{"sandbox metadata unencodable", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Metadata: unencodable} })},
+		{"sandbox ID bad UTF-8", "NewSandbox.ID", createSandbox(func(f fixture) sbx { return sbx{ID: badUTF8, FeatureRunID: f.run} })},
+		{"sandbox provider bad UTF-8", "NewSandbox.Provider", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Provider: badUTF8} })},
+		{"sandbox provider NUL", "NewSandbox.Provider", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Provider: withNUL} })},
+		{"sandbox metadata too deep", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Metadata: deep} })},
+		{"sandbox metadata 16 MiB", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx { return sbx{ID: "s", FeatureRunID: f.run, Metadata: huge} })},
+		{"sandbox metadata NaN", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx {
+			return sbx{ID: "s", FeatureRunID: f.run, Metadata: map[string]any{"cpu": math.NaN()}}
+		})},
 
 		{"sandbox status unknown", "status", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			return r.UpdateSandboxStatus(ctx, f.sandbox, "exploded")
@@ -162,18 +193,38 @@ func badCases() []badCase {
 		{"sandbox status bad UTF-8 ID", "sandboxID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.UpdateSandboxStatus(ctx, badUTF8, models.SandboxRunning)
 		}},
+		{"sandbox status long ID", "sandboxID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateSandboxStatus(ctx, tooLong, models.SandboxRunning)
+		}},
+		{"sandbox status NUL ID", "sandboxID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateSandboxStatus(ctx, withNUL, models.SandboxRunning)
+		}},
+		{"sandbox status wrong case", "status", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateSandboxStatus(ctx, f.sandbox, "Running")
+		}},
+		{"sandbox status NUL", "status", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.UpdateSandboxStatus(ctx, f.sandbox, models.SandboxRunning+"\x00")
+		}},
 
 		{"phase result zero run", "NewPhaseResult.FeatureRunID", createPhase(func(fixture) phase { return phase{Phase: "p"} })},
 		{"phase result empty phase", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run} })},
 		{"phase result long phase", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run, Phase: tooLong} })},
+		{"phase result phase bad UTF-8", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run, Phase: badUTF8} })},
+		{"phase result phase NUL", "NewPhaseResult.Phase", createPhase(func(f fixture) phase { return phase{FeatureRunID: f.run, Phase: withNUL} })},
 		{"pass zero ID", "phaseResultID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.PassPhaseResult(ctx, zero, "out")
 		}},
 		{"pass output unencodable", "output", pass(unencodable)},
 		{"pass output bad UTF-8", "output", pass([]string{badUTF8})},
 		{"pass output NUL", "output", pass(struct{ S string }{withNUL})},
+		{"pass output too deep", "output", pass(deep)},
+		{"pass output 16 MiB", "output", pass(huge)},
+		{"pass output Inf", "output", pass([]float64{math.Inf(-1)})},
 		{"fail phase zero ID", "phaseResultID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.FailPhaseResult(ctx, zero)
+		}},
+		{"fail phase message too long", "message", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.FailPhaseResultWithError(ctx, f.phase, strings.Repeat("m", repository.MaxMessageBytes+1))
 		}},
 
 		{"invocation zero run", "NewAgentInvocation.FeatureRunID", createInv(func(fixture) inv { return inv{Agent: "a"} })},
@@ -182,6 +233,13 @@ func badCases() []badCase {
 		{"invocation long agent", "NewAgentInvocation.Agent", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: tooLong} })},
 		{"invocation long model", "NewAgentInvocation.Model", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Model: tooLong} })},
 		{"invocation input bad UTF-8", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: badUTF8} })},
+		{"invocation agent NUL", "NewAgentInvocation.Agent", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: withNUL} })},
+		{"invocation agent bad UTF-8", "NewAgentInvocation.Agent", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: badUTF8} })},
+		{"invocation model bad UTF-8", "NewAgentInvocation.Model", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Model: badUTF8} })},
+		{"invocation model NUL", "NewAgentInvocation.Model", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Model: withNUL} })},
+		{"invocation input unencodable", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: unencodable} })},
+		{"invocation input too deep", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: deep} })},
+		{"invocation input 16 MiB", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: huge} })},
 
 		{"complete invocation zero ID", "invocationID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.CompleteAgentInvocation(ctx, zero, res{})
@@ -192,20 +250,110 @@ func badCases() []badCase {
 		{"complete invocation negative tokens", "InvocationResult.InputTokens", complete(res{InputTokens: -1})},
 		{"complete invocation negative output tokens", "InvocationResult.OutputTokens", complete(res{OutputTokens: -1})},
 		{"complete invocation negative cost", "InvocationResult.CostNanoUSD", complete(res{CostNanoUSD: -5})},
-		{"complete invocation steps 16 MiB", "InvocationResult.Steps", complete(res{Steps: []any{strings.Repeat("s", 16<<20)}})},
+		{"complete invocation steps 16 MiB", "InvocationResult.Steps", complete(res{Steps: []any{huge}})},
+		{"complete invocation steps bad UTF-8", "InvocationResult.Steps", complete(res{Steps: []any{map[string]any{"thought": badUTF8}}})},
+		{"complete invocation tool calls too deep", "InvocationResult.ToolCalls", complete(res{ToolCalls: []any{deep}})},
+		{"complete invocation tool calls unencodable", "InvocationResult.ToolCalls", complete(res{ToolCalls: []any{unencodable}})},
+		{"complete invocation output 16 MiB", "InvocationResult.Output", complete(res{Output: huge})},
+		{"complete invocation output unencodable", "InvocationResult.Output", complete(res{Output: unencodable})},
+		{"complete invocation output NUL", "InvocationResult.Output", complete(res{Output: map[string]string{withNUL: "k"}})},
 
 		{"CTA empty ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{FeatureRunID: f.run} })},
 		{"CTA long ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: tooLong, FeatureRunID: f.run} })},
 		{"CTA zero run", "NewCTAEvent.FeatureRunID", createCTA(func(fixture) cta { return cta{ID: "c"} })},
 		{"CTA long kind", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: tooLong} })},
 		{"CTA request NUL", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: withNUL} })},
+		{"CTA ID bad UTF-8", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: badUTF8, FeatureRunID: f.run} })},
+		{"CTA ID NUL", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: withNUL, FeatureRunID: f.run} })},
+		{"CTA kind bad UTF-8", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: badUTF8} })},
+		{"CTA kind NUL", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: withNUL} })},
+		{"CTA request too deep", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: deep} })},
+		{"CTA request 16 MiB", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: huge} })},
+		{"CTA request unencodable", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: unencodable} })},
 		{"CTA respond empty ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.CompleteCTAEvent(ctx, "", "yes")
 		}},
 		{"CTA response unencodable", "responseData", respond(unencodable)},
 		{"CTA response bad UTF-8", "responseData", respond(map[string]string{"answer": badUTF8})},
+		{"CTA response too deep", "responseData", respond(deep)},
+		{"CTA response 16 MiB", "responseData", respond(huge)},
+		{"CTA respond long ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteCTAEvent(ctx, tooLong, "yes")
+		}},
+		{"CTA respond NUL ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteCTAEvent(ctx, withNUL, "yes")
+		}},
 		{"CTA timeout long ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.TimeoutCTAEvent(ctx, tooLong)
+		}},
+		{"CTA timeout empty ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.TimeoutCTAEvent(ctx, "")
+		}},
+		{"CTA timeout NUL ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.TimeoutCTAEvent(ctx, withNUL)
+		}},
+		{"CTA timeout bad UTF-8 ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.TimeoutCTAEvent(ctx, badUTF8)
+		}},
+	}
+}
+
+// notFoundCases are calls that name a row, or a parent row, that does not
+// exist: one per write that names one. Each must return ErrNotFound and
+// change nothing.
+func notFoundCases() []write {
+	missingRun := repository.StableID("missing", "run")
+	missingPhase := repository.StableID("missing", "phase result")
+	missingInvocation := repository.StableID("missing", "invocation")
+	const missingSandbox, missingCTA = "sbx-missing", "cta-missing"
+	return []write{
+		{"UpdateFeatureRunPhase", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateFeatureRunPhase(ctx, missingRun, "implement")
+		}},
+		{"UpdateFeatureRunMemories", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateFeatureRunMemories(ctx, missingRun, []any{"m"})
+		}},
+		{"CompleteFeatureRun", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteFeatureRun(ctx, missingRun)
+		}},
+		{"FailFeatureRun", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.FailFeatureRun(ctx, missingRun)
+		}},
+		{"CreateSandboxRecord missing run", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: "sbx-orphan", FeatureRunID: missingRun})
+		}},
+		{"UpdateSandboxStatus", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.UpdateSandboxStatus(ctx, missingSandbox, models.SandboxRunning)
+		}},
+		{"CreatePhaseResult missing run", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			_, err := r.CreatePhaseResult(ctx, repository.NewPhaseResult{ID: uuid.New(), FeatureRunID: missingRun, Phase: "plan"})
+			return err
+		}},
+		{"PassPhaseResult", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.PassPhaseResult(ctx, missingPhase, "out")
+		}},
+		{"FailPhaseResult", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.FailPhaseResult(ctx, missingPhase)
+		}},
+		{"CreateAgentInvocation missing run", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: missingRun, Agent: "coder"})
+			return err
+		}},
+		{"CreateAgentInvocation missing phase result", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: f.run, PhaseResultID: &missingPhase, Agent: "coder"})
+			return err
+		}},
+		{"CompleteAgentInvocation", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteAgentInvocation(ctx, missingInvocation, repository.InvocationResult{})
+		}},
+		{"CreateCTAEvent missing run", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "cta-orphan", FeatureRunID: missingRun})
+		}},
+		{"CompleteCTAEvent", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.CompleteCTAEvent(ctx, missingCTA, "yes")
+		}},
+		{"TimeoutCTAEvent", func(ctx context.Context, r *repository.Repository, _ fixture) error {
+			return r.TimeoutCTAEvent(ctx, missingCTA)
 		}},
 	}
 }
@@ -228,6 +376,18 @@ func BadInput(t *testing.T, open dbtest.Opener) {
 			require.ErrorAs(t, err, &ierr, c.name)
 			assert.Equal(t, c.field, ierr.Field, c.name)
 			assert.Empty(t, stmts, "%s: no statement reaches the database", c.name)
+		}
+		assert.Equal(t, before, e.snapshot(), "no row changed")
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		e := setup(t, open)
+		f := e.fixture()
+		before := e.snapshot()
+		for _, c := range notFoundCases() {
+			err := c.call(e.ctx, e.repo, f)
+			assert.ErrorIs(t, err, repository.ErrNotFound, c.name)
+			assert.NotErrorIs(t, err, repository.ErrInvalidInput, c.name)
 		}
 		assert.Equal(t, before, e.snapshot(), "no row changed")
 	})
