@@ -1,0 +1,401 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpipeline/persistence/internal/canonjson"
+	"github.com/agentpipeline/persistence/internal/workload"
+	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// pgxStore is the baseline: the fifteen writes as a careful engineer would
+// hand-write them over pgxpool. Each sends the statement the repository
+// sends (GORM's INSERT for creates, the repository's SQL for the rest) and,
+// on a replay, the same status read; the outcomes are the repository's
+// (nil, ErrNotFound or a *repository.TransitionError), so the workload can
+// drive either.
+//
+// It does not validate its input, and it always binds NULL as a parameter
+// where GORM inlines it. JSON arguments go through canonjson.Marshal, as in
+// the repository, so both sides do the same client-side encoding.
+type pgxStore struct {
+	pool *pgxpool.Pool
+}
+
+var _ workload.Store = (*pgxStore)(nil)
+
+// The statements, with GORM's column order and quoting for the inserts.
+const (
+	insertFeatureRunSQL      = `INSERT INTO "feature_runs" ("id","phase","status","memories","metadata","error","created_at","updated_at","completed_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
+	insertSandboxSQL         = `INSERT INTO "sandboxes" ("id","feature_run_id","status","provider","metadata","created_at","updated_at","started_at","stopped_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
+	insertPhaseResultSQL     = `INSERT INTO "phase_results" ("id","feature_run_id","phase","status","output","error","created_at","updated_at","finished_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
+	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","agent","model","status","input","steps","tool_calls","output","input_tokens","output_tokens","cost_nano_usd","error","created_at","updated_at","finished_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING`
+	insertCTAEventSQL        = `INSERT INTO "cta_events" ("id","feature_run_id","kind","status","request_data","response_data","expires_at","created_at","updated_at","resolved_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING`
+
+	updatePhaseSQL      = `UPDATE feature_runs SET phase = $1, updated_at = $2 WHERE id = $3 AND status = 'running' AND phase <> $4`
+	selectPhaseSQL      = `SELECT status, phase FROM feature_runs WHERE id = $1`
+	finishRunSQL        = `UPDATE feature_runs SET status = $1, error = $2, completed_at = $3, updated_at = $4 WHERE id = $5 AND status = 'running'`
+	finishPhaseSQL      = `UPDATE phase_results SET status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5 WHERE id = $6 AND status = 'running'`
+	finishInvocationSQL = `UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, cost_nano_usd = $7, error = $8, finished_at = $9, updated_at = $10 WHERE id = $11 AND status = 'running'`
+	resolveCTASQL       = `UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE id = $5 AND status = 'pending'`
+
+	appendMemoriesSQL = `
+WITH new AS (
+	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
+)
+UPDATE feature_runs AS r
+SET memories = r.memories || (
+		SELECT jsonb_agg(n.v ORDER BY n.o) FROM new n
+		WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
+	),
+	updated_at = $2
+WHERE r.id = $3 AND r.status = 'running' AND (
+	SELECT count(*) FROM new n
+	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
+) > 0`
+	memoriesStateSQL = `
+SELECT r.status, (
+	SELECT count(*) FROM jsonb_array_elements(CAST($1 AS jsonb)) AS n(v)
+	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
+) AS missing
+FROM feature_runs AS r WHERE r.id = $2`
+)
+
+// selectStatusSQL is, for each table, the read of a row's status that tells
+// a replay from a refused transition.
+var selectStatusSQL = map[string]string{
+	"feature_runs":      `SELECT status FROM feature_runs WHERE id = $1`,
+	"sandboxes":         `SELECT status FROM sandboxes WHERE id = $1`,
+	"phase_results":     `SELECT status FROM phase_results WHERE id = $1`,
+	"agent_invocations": `SELECT status FROM agent_invocations WHERE id = $1`,
+	"cta_events":        `SELECT status FROM cta_events WHERE id = $1`,
+}
+
+// updateSandboxSQL is, for each status a sandbox can move to, the guarded
+// UPDATE with one placeholder per status it may move from, as GORM expands
+// the repository's "status IN ?".
+var updateSandboxSQL = func() map[models.SandboxStatus]string {
+	m := make(map[models.SandboxStatus]string, len(sandboxSources))
+	for to, from := range sandboxSources {
+		if len(from) == 0 {
+			continue
+		}
+		ph := make([]string, len(from))
+		for i := range from {
+			ph[i] = "$" + strconv.Itoa(6+i)
+		}
+		m[to] = `UPDATE sandboxes SET status = $1, updated_at = $2, started_at = COALESCE(started_at, $3), stopped_at = COALESCE(stopped_at, $4) WHERE id = $5 AND status IN (` + strings.Join(ph, ",") + `)`
+	}
+	return m
+}()
+
+var sandboxSources = map[models.SandboxStatus][]any{
+	models.SandboxCreating: nil,
+	models.SandboxRunning:  {models.SandboxCreating, models.SandboxPaused},
+	models.SandboxPaused:   {models.SandboxRunning},
+	models.SandboxStopped:  {models.SandboxCreating, models.SandboxRunning, models.SandboxPaused},
+	models.SandboxFailed:   {models.SandboxCreating, models.SandboxRunning, models.SandboxPaused},
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// jsonArg is the canonical JSON of v as a text argument, or NULL for nil.
+func jsonArg(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := canonjson.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// arrayArg is jsonArg that stores a nil slice as [].
+func arrayArg(vs []any) (any, error) {
+	if vs == nil {
+		return "[]", nil
+	}
+	return jsonArg(vs)
+}
+
+// setArg is the canonical JSON array of the distinct values of vs: the
+// append statement compares new values only with stored ones, so
+// duplicates within one call must go before it.
+func setArg(vs []any) (string, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	seen := make(map[string]struct{}, len(vs))
+	for _, v := range vs {
+		b, err := canonjson.Marshal(v)
+		if err != nil {
+			return "", err
+		}
+		if _, dup := seen[string(b)]; dup {
+			continue
+		}
+		seen[string(b)] = struct{}{}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		buf.Write(b)
+	}
+	buf.WriteByte(']')
+	return buf.String(), nil
+}
+
+func orNewV7(id uuid.UUID) (uuid.UUID, error) {
+	if id != uuid.Nil {
+		return id, nil
+	}
+	return uuid.NewV7()
+}
+
+// exec runs one statement and returns the number of rows it changed.
+func (s *pgxStore) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := s.pool.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
+}
+
+// transition runs a guarded UPDATE and, when it changed no row, reads the
+// row's status to tell a replay from a missing row or a refused transition.
+func (s *pgxStore) transition(ctx context.Context, table string, id any, to string, query string, args ...any) error {
+	if query != "" {
+		if n, err := s.exec(ctx, query, args...); err != nil || n > 0 {
+			return err
+		}
+	}
+	var status string
+	err := s.pool.QueryRow(ctx, selectStatusSQL[table], id).Scan(&status)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return repository.ErrNotFound
+	case err != nil:
+		return err
+	case status == to:
+		return nil
+	}
+	return &repository.TransitionError{Table: table, ID: fmt.Sprint(id), From: status, To: to}
+}
+
+// CreateFeatureRun implements workload.Store.
+func (s *pgxStore) CreateFeatureRun(ctx context.Context, in repository.NewFeatureRun) (uuid.UUID, error) {
+	memories, err := setArg(in.Memories)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	metadata, err := jsonArg(in.Metadata)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id, err := orNewV7(in.ID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	t := now()
+	_, err = s.exec(ctx, insertFeatureRunSQL, id, in.Phase, models.RunRunning, memories, metadata, nil, t, t, nil)
+	return id, err
+}
+
+// UpdateFeatureRunPhase implements workload.Store.
+func (s *pgxStore) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID, phase string) error {
+	if n, err := s.exec(ctx, updatePhaseSQL, phase, now(), runID, phase); err != nil || n > 0 {
+		return err
+	}
+	var status, current string
+	err := s.pool.QueryRow(ctx, selectPhaseSQL, runID).Scan(&status, &current)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return repository.ErrNotFound
+	case err != nil:
+		return err
+	case current == phase:
+		return nil
+	}
+	return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status + " in phase " + current, To: "phase " + phase}
+}
+
+// UpdateFeatureRunMemories implements workload.Store.
+func (s *pgxStore) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UUID, memories []any) error {
+	if len(memories) == 0 {
+		return nil
+	}
+	values, err := setArg(memories)
+	if err != nil {
+		return err
+	}
+	if n, err := s.exec(ctx, appendMemoriesSQL, values, now(), runID); err != nil || n > 0 {
+		return err
+	}
+	var status string
+	var missing int64
+	err = s.pool.QueryRow(ctx, memoriesStateSQL, values, runID).Scan(&status, &missing)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return repository.ErrNotFound
+	case err != nil:
+		return err
+	case missing == 0:
+		return nil
+	}
+	return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: "running with new memories"}
+}
+
+// CompleteFeatureRun implements workload.Store.
+func (s *pgxStore) CompleteFeatureRun(ctx context.Context, runID uuid.UUID) error {
+	return s.finishRun(ctx, runID, models.RunCompleted)
+}
+
+// FailFeatureRun implements workload.Store.
+func (s *pgxStore) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
+	return s.finishRun(ctx, runID, models.RunFailed)
+}
+
+func (s *pgxStore) finishRun(ctx context.Context, runID uuid.UUID, to models.RunStatus) error {
+	t := now()
+	return s.transition(ctx, "feature_runs", runID, string(to), finishRunSQL, to, nil, t, t, runID)
+}
+
+// CreateSandboxRecord implements workload.Store.
+func (s *pgxStore) CreateSandboxRecord(ctx context.Context, in repository.NewSandbox) error {
+	metadata, err := jsonArg(in.Metadata)
+	if err != nil {
+		return err
+	}
+	t := now()
+	_, err = s.exec(ctx, insertSandboxSQL, in.ID, in.FeatureRunID, models.SandboxCreating, in.Provider, metadata, t, t, nil, nil)
+	return err
+}
+
+// UpdateSandboxStatus implements workload.Store.
+func (s *pgxStore) UpdateSandboxStatus(ctx context.Context, sandboxID string, status models.SandboxStatus) error {
+	sources, ok := sandboxSources[status]
+	if !ok {
+		return fmt.Errorf("unknown sandbox status %q", status)
+	}
+	query := updateSandboxSQL[status]
+	var args []any
+	if query != "" {
+		t := now()
+		var startedAt, stoppedAt any
+		if status == models.SandboxRunning {
+			startedAt = t
+		}
+		if status.Terminal() {
+			stoppedAt = t
+		}
+		args = append([]any{status, t, startedAt, stoppedAt, sandboxID}, sources...)
+	}
+	return s.transition(ctx, "sandboxes", sandboxID, string(status), query, args...)
+}
+
+// CreatePhaseResult implements workload.Store.
+func (s *pgxStore) CreatePhaseResult(ctx context.Context, in repository.NewPhaseResult) (uuid.UUID, error) {
+	id, err := orNewV7(in.ID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	t := now()
+	_, err = s.exec(ctx, insertPhaseResultSQL, id, in.FeatureRunID, in.Phase, models.PhaseRunning, nil, nil, t, t, nil)
+	return id, err
+}
+
+// PassPhaseResult implements workload.Store.
+func (s *pgxStore) PassPhaseResult(ctx context.Context, phaseResultID uuid.UUID, output any) error {
+	out, err := jsonArg(output)
+	if err != nil {
+		return err
+	}
+	return s.finishPhase(ctx, phaseResultID, models.PhasePassed, out)
+}
+
+// FailPhaseResult implements workload.Store.
+func (s *pgxStore) FailPhaseResult(ctx context.Context, phaseResultID uuid.UUID) error {
+	return s.finishPhase(ctx, phaseResultID, models.PhaseFailed, nil)
+}
+
+func (s *pgxStore) finishPhase(ctx context.Context, id uuid.UUID, to models.PhaseStatus, output any) error {
+	t := now()
+	return s.transition(ctx, "phase_results", id, string(to), finishPhaseSQL, to, output, nil, t, t, id)
+}
+
+// CreateAgentInvocation implements workload.Store.
+func (s *pgxStore) CreateAgentInvocation(ctx context.Context, in repository.NewAgentInvocation) (uuid.UUID, error) {
+	input, err := jsonArg(in.Input)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id, err := orNewV7(in.ID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	t := now()
+	_, err = s.exec(ctx, insertAgentInvocationSQL, id, in.FeatureRunID, in.PhaseResultID, in.Agent, in.Model,
+		models.InvocationRunning, input, nil, nil, nil, 0, 0, 0, nil, t, t, nil)
+	return id, err
+}
+
+// CompleteAgentInvocation implements workload.Store.
+func (s *pgxStore) CompleteAgentInvocation(ctx context.Context, invocationID uuid.UUID, res repository.InvocationResult) error {
+	steps, err := arrayArg(res.Steps)
+	if err != nil {
+		return err
+	}
+	toolCalls, err := arrayArg(res.ToolCalls)
+	if err != nil {
+		return err
+	}
+	output, err := jsonArg(res.Output)
+	if err != nil {
+		return err
+	}
+	t := now()
+	to := models.InvocationCompleted
+	return s.transition(ctx, "agent_invocations", invocationID, string(to), finishInvocationSQL,
+		to, steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CostNanoUSD, nil, t, t, invocationID)
+}
+
+// CreateCTAEvent implements workload.Store.
+func (s *pgxStore) CreateCTAEvent(ctx context.Context, in repository.NewCTAEvent) error {
+	request, err := jsonArg(in.Request)
+	if err != nil {
+		return err
+	}
+	var expiresAt any
+	if !in.ExpiresAt.IsZero() {
+		expiresAt = in.ExpiresAt.UTC().Truncate(time.Microsecond)
+	}
+	t := now()
+	_, err = s.exec(ctx, insertCTAEventSQL, in.ID, in.FeatureRunID, in.Kind, models.CTAPending, request, nil, expiresAt, t, t, nil)
+	return err
+}
+
+// CompleteCTAEvent implements workload.Store.
+func (s *pgxStore) CompleteCTAEvent(ctx context.Context, ctaID string, responseData any) error {
+	response, err := jsonArg(responseData)
+	if err != nil {
+		return err
+	}
+	return s.resolveCTA(ctx, ctaID, models.CTACompleted, response)
+}
+
+// TimeoutCTAEvent implements workload.Store.
+func (s *pgxStore) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
+	return s.resolveCTA(ctx, ctaID, models.CTATimedOut, nil)
+}
+
+func (s *pgxStore) resolveCTA(ctx context.Context, id string, to models.CTAStatus, response any) error {
+	t := now()
+	return s.transition(ctx, "cta_events", id, string(to), resolveCTASQL, to, response, t, t, id)
+}

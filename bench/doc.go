@@ -1,0 +1,75 @@
+// Package bench measures what the repository's convenience costs: each of
+// its fifteen writes, on PostgreSQL, against a baseline that sends the same
+// SQL statement hand-written over pgx. It holds benchmarks and the test
+// that keeps the comparison fair; scripts/bench.sh runs the benchmarks and
+// writes BENCHMARKS.md. To run some directly:
+//
+//	go test ./bench/ -run '^$' -bench 'Write|Replay' -benchtime 1500x -count 6
+//
+// # Benchmarks
+//
+// Every benchmark has two sides, named by the impl key so that benchstat
+// pairs them (benchstat -col /impl):
+//
+//   - impl=repository is repository.New on a *gorm.DB of GORM's default
+//     configuration (its logger writes to stderr instead of stdout, where a
+//     warning would split a result line) over database/sql and pgx's stdlib
+//     driver.
+//   - impl=pgx is the baseline: a pgxpool and the same SQL text, with NULL
+//     bound as a parameter where GORM writes it inline. It does no input
+//     validation, but encodes JSON arguments with canonjson.Marshal as the
+//     repository does, so both do the same client-side JSON work. It
+//     returns the repository's outcomes (nil, ErrNotFound, a
+//     *repository.TransitionError), so the workload can drive either, and
+//     TestBaselineWritesLikeRepository checks that both leave the same rows.
+//
+// The benchmarks are:
+//
+//   - BenchmarkWrite/<write>: the happy path of each write, one statement
+//     that inserts a row or moves one to a new state. The rows each call
+//     needs are inserted beforehand, outside the timed region, b.N at once.
+//   - BenchmarkReplay/<write>: the replay path: a create with an existing
+//     ID, a transition to the state the row is already in, an append of
+//     memories already present. Creates are one INSERT that conflicts; the
+//     others are the guarded statement that changes no row, then one read
+//     of the row's state.
+//   - BenchmarkWorkload/workers=N: whole simulated feature runs
+//     (workload.Generate, 80 steps each), one after another (N=1) or on
+//     eight concurrent workers (N=8); it reports runs/s.
+//   - BenchmarkAppendScaling/stored=N: a memory append to a run that holds
+//     10, 1,000 or 10,000 memories.
+//
+// Besides time, B/op and allocs/op, each reports per op:
+//
+//   - sent-B/op and recv-B/op: the bytes written to and read from the
+//     store's connections, counted by a net.Conn wrapper that pgx dials
+//     through. Equal bytes on both sides show they send the same statement
+//     and arguments; a constant sent-B/op across BenchmarkAppendScaling
+//     shows an append sends only the new values, not the stored array.
+//   - cpu-sec/op: the CPU time of the whole test process (user and system,
+//     from getrusage; Unix only), so the client's share of the cost without
+//     the server's, which on a shared machine is steadier than wall time.
+//     It includes the Go runtime's own work, such as the garbage collector
+//     and the scheduler's spinning while a query is in flight.
+//
+// # Setup
+//
+// The first benchmark creates a database of its own on the server at
+// TEST_POSTGRES_DSN (default: internal/dbtest's), migrates it with
+// migrate.Up, and TestMain drops it when the benchmarks end (a process
+// killed before then leaves it behind, named persistence_bench_*). Without
+// a server the benchmarks and the test skip, or fail when CI is set. A
+// plain `go test` runs only TestBaselineWritesLikeRepository, which takes
+// about a second, and -short skips it.
+//
+// Both sides write to the same tables in the same database, each through a
+// pool of at most 8 connections (the workload's worker count), with pgx's
+// default statement cache, so each statement is prepared once per
+// connection and every later execution is one round trip.
+//
+// The database sets synchronous_commit to BENCH_SYNCHRONOUS_COMMIT, or off
+// by default: then a commit does not wait for its WAL flush, which costs
+// both sides the same and on a shared virtual disk is slow and erratic
+// enough (1 to 3 ms here) to hide the client-side difference the
+// benchmarks are about. Set it to on to measure durable commits.
+package bench

@@ -1,0 +1,234 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/workload"
+	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// poolSize is the connection limit of both pools: as many connections as the
+// concurrent workload has workers, so neither side queues for a connection
+// and database/sql never closes an idle one it will need again.
+const poolSize = 8
+
+// synchronousCommit is the synchronous_commit of the benchmark database:
+// BENCH_SYNCHRONOUS_COMMIT, or off. With off a commit does not wait for its
+// WAL to reach the disk. That wait is the same for both sides, and on a
+// shared disk it is long and erratic enough to bury the client-side cost
+// the benchmarks compare; set BENCH_SYNCHRONOUS_COMMIT=on to include it.
+func synchronousCommit() string {
+	if v := os.Getenv("BENCH_SYNCHRONOUS_COMMIT"); v != "" {
+		return v
+	}
+	return "off"
+}
+
+// env is the database every benchmark of one process runs against, with the
+// two stores under comparison writing to the same tables.
+type env struct {
+	admin  *sql.DB
+	dbName string
+
+	sqlDB *sql.DB
+	repo  *repository.Repository
+	pool  *pgxpool.Pool
+	base  *pgxStore
+
+	// repoIO and pgxIO count the bytes each side's connections carry.
+	repoIO, pgxIO ioCounter
+}
+
+// store returns the side of the comparison that impl names.
+func (e *env) store(impl string) (workload.Store, *ioCounter) {
+	if impl == implRepository {
+		return e.repo, &e.repoIO
+	}
+	return e.base, &e.pgxIO
+}
+
+// The values of the impl key in benchmark names, so that benchstat can put
+// the two sides of each operation next to each other.
+const (
+	implRepository = "repository"
+	implPGX        = "pgx"
+)
+
+var impls = []string{implRepository, implPGX}
+
+var shared struct {
+	once sync.Once
+	env  *env
+	err  error
+}
+
+// setup returns the process's benchmark database, creating and migrating it
+// on first use. Without a PostgreSQL server it skips b, or fails it when CI
+// is set (dbtest decides).
+func setup(b testing.TB) *env {
+	b.Helper()
+	admin := dbtest.PostgresServer(b)
+	shared.once.Do(func() { shared.env, shared.err = newEnv(admin) })
+	if shared.err != nil {
+		b.Fatalf("benchmark database: %v", shared.err)
+	}
+	return shared.env
+}
+
+// TestMain drops the benchmark database once every benchmark has run. Plain
+// `go test` creates none, so then it does nothing.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.env != nil {
+		if err := shared.env.close(); err != nil {
+			log.Printf("bench: %v", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+func newEnv(admin *sql.DB) (*env, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := &env{admin: admin, dbName: "persistence_bench_" + randomHex(6)}
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+e.dbName); err != nil {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	// The database's own setting reaches every connection of both pools,
+	// and only those.
+	if _, err := admin.ExecContext(ctx, "ALTER DATABASE "+e.dbName+" SET synchronous_commit = '"+strings.ReplaceAll(synchronousCommit(), "'", "''")+"'"); err != nil {
+		return nil, errors.Join(fmt.Errorf("set synchronous_commit: %w", err), e.close())
+	}
+	if err := e.open(ctx); err != nil {
+		return nil, errors.Join(err, e.close())
+	}
+	return e, nil
+}
+
+func (e *env) open(ctx context.Context) error {
+	cfg, err := pgxpool.ParseConfig(dbtest.PostgresDSN())
+	if err != nil {
+		return fmt.Errorf("parse TEST_POSTGRES_DSN: %w", err)
+	}
+	cfg.ConnConfig.Database = e.dbName
+	cfg.MaxConns = poolSize
+
+	// The repository's side: GORM with its default configuration over
+	// database/sql and pgx's stdlib driver, as a caller would open it. The
+	// logger keeps GORM's default level and slow-statement threshold, but
+	// discards what it writes: go test prints the test's stderr on stdout
+	// too, where a warning would split a result line.
+	repoConn := *cfg.ConnConfig.Copy()
+	repoConn.DialFunc = e.repoIO.dial(cfg.ConnConfig.DialFunc)
+	e.sqlDB = stdlib.OpenDB(repoConn)
+	e.sqlDB.SetMaxOpenConns(poolSize)
+	e.sqlDB.SetMaxIdleConns(poolSize)
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: e.sqlDB}), &gorm.Config{
+		Logger: logger.New(log.New(io.Discard, "", 0), logger.Config{
+			SlowThreshold: 200 * time.Millisecond,
+			LogLevel:      logger.Warn,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("open gorm: %w", err)
+	}
+	if err := migrate.Up(ctx, db); err != nil {
+		return err
+	}
+	e.repo = repository.New(db)
+
+	// The baseline's side: a pgxpool with the same connection settings.
+	cfg.ConnConfig.DialFunc = e.pgxIO.dial(cfg.ConnConfig.DialFunc)
+	if e.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return fmt.Errorf("open pgxpool: %w", err)
+	}
+	e.base = &pgxStore{pool: e.pool}
+	return nil
+}
+
+// close closes both pools and drops the database.
+func (e *env) close() error {
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if e.sqlDB != nil {
+		_ = e.sqlDB.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+e.dbName+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", e.dbName, err)
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ioCounter counts the bytes written to and read from the connections of
+// one pool, at the socket: what the driver sends is the statement, its
+// arguments and the protocol framing, whatever builds them.
+type ioCounter struct {
+	sent, received atomic.Int64
+}
+
+func (c *ioCounter) dial(next pgconn.DialFunc) pgconn.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: conn, c: c}, nil
+	}
+}
+
+// snapshot returns the bytes counted so far.
+func (c *ioCounter) snapshot() (sent, received int64) {
+	return c.sent.Load(), c.received.Load()
+}
+
+type countingConn struct {
+	net.Conn
+	c *ioCounter
+}
+
+func (cc *countingConn) Write(p []byte) (int, error) {
+	n, err := cc.Conn.Write(p)
+	cc.c.sent.Add(int64(n))
+	return n, err
+}
+
+func (cc *countingConn) Read(p []byte) (int, error) {
+	n, err := cc.Conn.Read(p)
+	cc.c.received.Add(int64(n))
+	return n, err
+}

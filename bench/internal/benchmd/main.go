@@ -1,0 +1,241 @@
+// Command benchmd turns the CSV that benchstat prints for the benchmarks of
+// package bench, with the impl key as columns (pgx first, as the base), into
+// the Markdown tables of BENCHMARKS.md.
+//
+// Usage:
+//
+//	benchstat -format csv -col '/impl@(pgx repository)' results.txt | benchmd
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// target is the largest repository/pgx time ratio the issue accepts.
+const target = 1.10
+
+// cell is one side's summary of one benchmark in one unit.
+type cell struct {
+	median float64
+	ci     string // benchstat's confidence interval, such as "±3%"
+}
+
+// row is one benchmark in one unit: both sides and benchstat's comparison.
+type row struct {
+	pgx, repo cell
+	delta     string // benchstat's "vs base" and P columns
+}
+
+// results maps a unit, such as "sec/op", then a benchmark name without its
+// impl key and GOMAXPROCS suffix, to its row.
+type results map[string]map[string]row
+
+func main() {
+	res, order, err := parse(os.Stdin)
+	if err == nil {
+		err = write(os.Stdout, res, order)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmd:", err)
+		os.Exit(1)
+	}
+}
+
+var procsSuffix = regexp.MustCompile(`-\d+$`)
+
+// parse reads benchstat's CSV: blocks, one per unit, each with a header of
+// the column values, a header of units, and a row per benchmark. It returns
+// the benchmark names in the order benchstat printed them.
+func parse(r io.Reader) (results, []string, error) {
+	res := make(results)
+	var order []string
+	var unit string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, ",") {
+			continue // blank lines and configuration such as "cpu: ..."
+		}
+		fields, err := csv.NewReader(strings.NewReader(line)).Read()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%q: %w", line, err)
+		}
+		switch {
+		case fields[0] == "" && len(fields) > 1 && fields[1] == "pgx":
+			if len(fields) < 4 || fields[3] != "repository" {
+				return nil, nil, fmt.Errorf("want columns pgx then repository, got %q", line)
+			}
+		case fields[0] == "":
+			unit = fields[1]
+			if res[unit] == nil {
+				res[unit] = make(map[string]row)
+			}
+		case fields[0] == "geomean" || unit == "":
+		default:
+			if len(fields) < 7 {
+				return nil, nil, fmt.Errorf("short row %q", line)
+			}
+			name := procsSuffix.ReplaceAllString(fields[0], "")
+			pgx, err1 := parseCell(fields[1], fields[2])
+			repo, err2 := parseCell(fields[3], fields[4])
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, nil, fmt.Errorf("%q: %w", line, err)
+			}
+			if !slices.Contains(order, name) {
+				order = append(order, name)
+			}
+			res[unit][name] = row{pgx: pgx, repo: repo, delta: strings.TrimSpace(fields[5] + " " + fields[6])}
+		}
+	}
+	return res, order, sc.Err()
+}
+
+func parseCell(median, ci string) (cell, error) {
+	if median == "" {
+		return cell{}, nil // one side has no samples of this benchmark
+	}
+	v, err := strconv.ParseFloat(median, 64)
+	return cell{median: v, ci: ci}, err
+}
+
+func write(w io.Writer, res results, order []string) error {
+	times := res["sec/op"]
+	if len(times) == 0 {
+		return errors.New("no sec/op results")
+	}
+	group := func(prefix string) []string {
+		var names []string
+		for _, n := range order {
+			if strings.HasPrefix(n, prefix) {
+				if _, ok := times[n]; ok {
+					names = append(names, n)
+				}
+			}
+		}
+		return names
+	}
+	p := &printer{w: w, res: res}
+
+	p.f("## Writes, happy path\n\n")
+	p.f("Each op inserts a row or moves one to a new state: one statement.\n\n")
+	p.writes(group("Write/"), "Write/")
+	p.f("\n## Writes, replay path\n\n")
+	p.f("Each op finds the row as asked: a create with an existing ID is one INSERT that conflicts; a transition to the state the row is in, or an append of values already present, is the guarded statement that changes no row, then one read of the row's state.\n\n")
+	p.writes(group("Replay/"), "Replay/")
+
+	p.f("\n## Whole workload\n\n")
+	p.f("One op is one simulated feature run of 80 steps (1 run, 5 phases, 20 invocations, 2 sandboxes, 3 CTA events, 50 memories).\n\n")
+	p.f("| workers | pgx time/run | repository time/run | ratio | pgx runs/s | repository runs/s | client CPU/run pgx | client CPU/run repository | CPU ratio | allocs/run pgx | allocs/run repository | B/run pgx | B/run repository |\n")
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range group("Workload/") {
+		t, cpu := times[n], p.res["cpu-sec/op"][n]
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), p.ratio(t),
+			p.plain("runs/s", n, true), p.plain("runs/s", n, false),
+			duration(cpu.pgx), duration(cpu.repo), p.ratio(cpu),
+			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
+			p.plain("B/op", n, true), p.plain("B/op", n, false))
+	}
+
+	p.f("\n## Memory append scaling\n\n")
+	p.f("An append of two new values to a run already holding the stated number of memories. *vs 10* is each side's time relative to its time with 10 stored. *sent* and *received* are the bytes on the wire per append.\n\n")
+	p.f("| stored | pgx | repository | ratio | pgx vs 10 | repository vs 10 | sent B/op pgx | sent B/op repository | received B/op pgx | received B/op repository |\n")
+	p.f("|---|---|---|---|---|---|---|---|---|---|\n")
+	names := group("AppendScaling/")
+	for _, n := range names {
+		t, base := times[n], times[names[0]]
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			strings.TrimPrefix(n, "AppendScaling/stored="), duration(t.pgx), duration(t.repo), p.ratio(t),
+			growth(t.pgx, base.pgx), growth(t.repo, base.repo),
+			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false),
+			p.plain("recv-B/op", n, true), p.plain("recv-B/op", n, false))
+	}
+	return p.err
+}
+
+type printer struct {
+	w   io.Writer
+	res results
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+// writes prints the table of the write benchmarks names.
+func (p *printer) writes(names []string, prefix string) {
+	p.f("| operation | pgx | repository | ratio | ≤ %.2fx | benchstat (repository vs pgx) | client CPU pgx | client CPU repository | CPU ratio | allocs/op pgx | allocs/op repository | B/op pgx | B/op repository | sent B/op pgx / repository |\n", target)
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range names {
+		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
+		ok := "no"
+		if t.pgx.median > 0 && t.repo.median/t.pgx.median <= target {
+			ok = "yes"
+		}
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
+			strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), p.ratio(t), ok, t.delta,
+			duration(cpu.pgx), duration(cpu.repo), p.ratio(cpu),
+			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
+			p.plain("B/op", n, true), p.plain("B/op", n, false),
+			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false))
+	}
+}
+
+func (p *printer) ratio(r row) string {
+	if r.pgx.median == 0 || r.repo.median == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", r.repo.median/r.pgx.median)
+}
+
+// plain is the median of one side of benchmark name in unit, without its
+// spread, rounded to a whole number except below 100.
+func (p *printer) plain(unit, name string, pgx bool) string {
+	r, ok := p.res[unit][name]
+	if !ok {
+		return "n/a"
+	}
+	c := r.repo
+	if pgx {
+		c = r.pgx
+	}
+	if c.median < 100 {
+		return strconv.FormatFloat(c.median, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(c.median, 'f', 0, 64)
+}
+
+// growth is c relative to base.
+func growth(c, base cell) string {
+	if c.median == 0 || base.median == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fx", c.median/base.median)
+}
+
+// duration formats a time median with its spread, in µs or ms.
+func duration(c cell) string {
+	if c.median == 0 {
+		return "n/a"
+	}
+	d := fmt.Sprintf("%.1f µs", c.median*1e6)
+	if c.median >= 1e-3 {
+		d = fmt.Sprintf("%.2f ms", c.median*1e3)
+	}
+	if c.ci != "" {
+		d += " " + c.ci
+	}
+	return d
+}

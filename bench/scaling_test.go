@@ -1,0 +1,36 @@
+package bench
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// scalingSeedBudget bounds the memories seeded for one run of a scaling
+// benchmark. Runs are reused round-robin once b.N runs would exceed it, so
+// each append still finds about stored values: two more per append a run
+// receives, under 1% of stored over 1,000 appends.
+const scalingSeedBudget = 200_000
+
+// BenchmarkAppendScaling measures a memory append of two new values to a
+// run that already holds 10, 1,000 or 10,000 memories. The append runs on
+// the server, so what the client sends (sent-B/op) must not grow with the
+// stored array; the server's work does, as it compares each new value with
+// every stored one and writes the whole array back.
+func BenchmarkAppendScaling(b *testing.B) {
+	e := setup(b)
+	for _, stored := range []int{10, 1_000, 10_000} {
+		for _, impl := range impls {
+			b.Run("stored="+strconv.Itoa(stored)+"/impl="+impl, func(b *testing.B) {
+				ctx := b.Context()
+				st, io := e.store(impl)
+				runs := seeder{b: b, ctx: ctx, e: e}.runs(min(b.N, max(1, scalingSeedBudget/stored)), models.RunRunning, stored)
+				values := newMemories(b.N)
+				measure(b, io, func(i int) error {
+					return st.UpdateFeatureRunMemories(ctx, runs[i%len(runs)], values[i])
+				})
+			})
+		}
+	}
+}
