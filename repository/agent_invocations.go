@@ -107,24 +107,23 @@ func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation) e
 	return fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 }
 
-const finishInvocationSQL = `UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, cost_nano_usd = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`
+var finishInvocationSQL = newStatement(`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, cost_nano_usd = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
 
 // CompleteAgentInvocation moves a running invocation to completed and records
 // its result. Completing a completed invocation changes nothing and keeps the
 // first result; completing a failed one returns ErrInvalidTransition.
 func (r *Repository) CompleteAgentInvocation(ctx context.Context, invocationID uuid.UUID, result InvocationResult) error {
-	return r.finishInvocation(ctx, "complete", invocationID, models.InvocationCompleted, result, "")
+	return r.finishInvocation(ctx, "complete agent invocation %s: %w", invocationID, models.InvocationCompleted, result, "")
 }
 
 // FailAgentInvocation moves a running invocation to failed and records what
 // it did before it failed and why it failed. Failing a failed invocation
 // changes nothing; failing a completed one returns ErrInvalidTransition.
 func (r *Repository) FailAgentInvocation(ctx context.Context, invocationID uuid.UUID, result InvocationResult, message string) error {
-	return r.finishInvocation(ctx, "fail", invocationID, models.InvocationFailed, result, message)
+	return r.finishInvocation(ctx, "fail agent invocation %s: %w", invocationID, models.InvocationFailed, result, message)
 }
 
-func (r *Repository) finishInvocation(ctx context.Context, verb string, id uuid.UUID, to models.InvocationStatus, res InvocationResult, message string) error {
-	op := verb + " agent invocation %s: %w"
+func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UUID, to models.InvocationStatus, res InvocationResult, message string) error {
 	if err := firstErr(
 		checkID("invocationID", id),
 		checkCount("InvocationResult.InputTokens", res.InputTokens),
@@ -150,8 +149,8 @@ func (r *Repository) finishInvocation(ctx context.Context, verb string, id uuid.
 		return fmt.Errorf(op, id, err)
 	}
 	t := now()
-	err = r.transition(ctx, "agent_invocations", id, string(to), finishInvocationSQL,
-		to, steps, toolCalls, output,
-		res.InputTokens, res.OutputTokens, res.CostNanoUSD, nullString(message), t, t, id)
+	err = r.transition(ctx, "agent_invocations", id, string(to), r.dialect.sql(finishInvocationSQL),
+		string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
+		res.InputTokens, res.OutputTokens, res.CostNanoUSD, nullString(message), t, t, id.String())
 	return wrapf(op, id, err)
 }

@@ -68,7 +68,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	return nil
 }
 
-const resolveCTASQL = `UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'`
+var resolveCTASQL = newStatement(`UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'`)
 
 // CompleteCTAEvent records a person's answer to a pending CTA event and moves
 // it to completed. Completing a completed event changes nothing and keeps the
@@ -98,7 +98,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 		return fmt.Errorf(op, id, err)
 	}
 	t := now()
-	err := r.transition(ctx, "cta_events", id, string(to), resolveCTASQL, to, response, t, t, id)
+	err := r.transition(ctx, "cta_events", id, string(to), r.dialect.sql(resolveCTASQL), string(to), r.dialect.json(response), t, t, id)
 	return wrapf(op, id, err)
 }
 

@@ -10,9 +10,10 @@ import (
 // dialect holds the SQL that differs between databases. Each supported
 // database has its own in dialect_<name>.go; everything else is shared.
 type dialect struct {
-	// appendMemories appends the JSON array @new to the memories of run @id,
-	// skipping values already present, in one statement. It changes no row
-	// when the run is not running or every value is already present.
+	// appendMemories appends the JSON array $1 to the memories of run $2,
+	// skipping values already present, and sets updated_at to $3, in one
+	// statement. It changes no row when the run is not running or every
+	// value is already present.
 	appendMemories string
 	// memoriesState returns, for run @id, its status and how many values of
 	// the JSON array @new its memories lack.
@@ -26,6 +27,8 @@ type dialect struct {
 	snapshot *sql.TxOptions
 	// numbersAsBlob binds top-level JSON numbers as BLOBs; see jsonValue.
 	numbersAsBlob bool
+	// dollarParams says the database takes $1-style placeholders, not ?.
+	dollarParams bool
 	// err is why the database is not supported, for a dialect we lack.
 	err error
 }
@@ -33,6 +36,25 @@ type dialect struct {
 var dialects = map[string]*dialect{
 	"postgres": &postgres,
 	"sqlite":   &sqlite,
+}
+
+// sql returns s in the dialect's placeholder style.
+func (d *dialect) sql(s *statement) string {
+	if d.dollarParams {
+		return s.dollar
+	}
+	return s.question
+}
+
+// json returns the statement argument that stores j; see jsonValue.
+func (d *dialect) json(j jsonValue) any {
+	switch {
+	case j == nil:
+		return nil
+	case d.numbersAsBlob && isNumber(j):
+		return []byte(j)
+	}
+	return string(j)
 }
 
 func dialectOf(db *gorm.DB) *dialect {

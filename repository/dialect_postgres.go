@@ -10,18 +10,19 @@ import "database/sql"
 // be a semi-join with the new values, which is why it counts them in a
 // scalar subquery rather than testing EXISTS.
 var postgres = dialect{
-	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	dollarParams: true,
+	snapshot:     &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	appendMemories: `
 WITH new AS (
-	SELECT v, o FROM jsonb_array_elements(CAST(@new AS jsonb)) WITH ORDINALITY AS t(v, o)
+	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
 )
 UPDATE feature_runs AS r
 SET memories = r.memories || (
 		SELECT jsonb_agg(n.v ORDER BY n.o) FROM new n
 		WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
 	),
-	updated_at = @now
-WHERE r.id = @id AND r.status = 'running' AND (
+	updated_at = $3
+WHERE r.id = $2 AND r.status = 'running' AND (
 	SELECT count(*) FROM new n
 	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
 ) > 0`,

@@ -16,20 +16,20 @@ SET memories = (
 			SELECT 0 AS src, m.key AS pos, feature_runs.memories -> m.fullkey AS j
 			FROM json_each(feature_runs.memories) AS m
 			UNION ALL
-			SELECT 1, n.key, @new -> n.fullkey
-			FROM json_each(@new) AS n
+			SELECT 1, n.key, ?1 -> n.fullkey
+			FROM json_each(?1) AS n
 			WHERE NOT EXISTS (
 				SELECT 1 FROM json_each(feature_runs.memories) AS m
-				WHERE feature_runs.memories -> m.fullkey = @new -> n.fullkey
+				WHERE feature_runs.memories -> m.fullkey = ?1 -> n.fullkey
 			)
 		) AS e
 	),
-	updated_at = @now
-WHERE id = @id AND status = 'running' AND EXISTS (
-	SELECT 1 FROM json_each(@new) AS n
+	updated_at = ?3
+WHERE id = ?2 AND status = 'running' AND EXISTS (
+	SELECT 1 FROM json_each(?1) AS n
 	WHERE NOT EXISTS (
 		SELECT 1 FROM json_each(feature_runs.memories) AS m
-		WHERE feature_runs.memories -> m.fullkey = @new -> n.fullkey
+		WHERE feature_runs.memories -> m.fullkey = ?1 -> n.fullkey
 	)
 )`,
 	memoriesState: `

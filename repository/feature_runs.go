@@ -69,7 +69,7 @@ func idOrNew(id uuid.UUID) (uuid.UUID, error) {
 	return uuid.NewV7()
 }
 
-const updatePhaseSQL = `UPDATE feature_runs SET phase = ?, updated_at = ? WHERE id = ? AND status = 'running' AND phase <> ?`
+var updatePhaseSQL = newStatement(`UPDATE feature_runs SET phase = ?, updated_at = ? WHERE id = ? AND status = 'running' AND phase <> ?`)
 
 // UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
 // run is already in changes nothing. The phase of a completed or failed run
@@ -85,7 +85,7 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	n, err := r.exec(ctx, updatePhaseSQL, phase, now(), runID, phase)
+	n, err := r.exec(ctx, r.dialect.sql(updatePhaseSQL), phase, now(), runID.String(), phase)
 	if err != nil || n > 0 {
 		return wrapf(op, runID, err)
 	}
@@ -131,9 +131,7 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if len(memories) == 0 {
 		return nil
 	}
-	newArg := sql.Named("new", string(values))
-	idArg := sql.Named("id", runID)
-	n, err := r.exec(ctx, r.dialect.appendMemories, newArg, idArg, sql.Named("now", now()))
+	n, err := r.exec(ctx, r.dialect.appendMemories, string(values), runID.String(), now())
 	if err != nil || n > 0 {
 		return wrapf(op, runID, err)
 	}
@@ -141,7 +139,7 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 		Status  models.RunStatus
 		Missing int
 	}
-	if err := r.scan(ctx, &rows, r.dialect.memoriesState, newArg, idArg); err != nil {
+	if err := r.scan(ctx, &rows, r.dialect.memoriesState, sql.Named("new", string(values)), sql.Named("id", runID)); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
 	switch {
@@ -157,29 +155,28 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	})
 }
 
-const finishRunSQL = `UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`
+var finishRunSQL = newStatement(`UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
 
 // CompleteFeatureRun moves a running run to completed. Completing a
 // completed run changes nothing; completing a failed run returns
 // ErrInvalidTransition.
 func (r *Repository) CompleteFeatureRun(ctx context.Context, runID uuid.UUID) error {
-	return r.finishRun(ctx, "complete", runID, models.RunCompleted, "")
+	return r.finishRun(ctx, "complete feature run %s: %w", runID, models.RunCompleted, "")
 }
 
 // FailFeatureRun moves a running run to failed. Failing a failed run changes
 // nothing; failing a completed run returns ErrInvalidTransition.
 func (r *Repository) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
-	return r.finishRun(ctx, "fail", runID, models.RunFailed, "")
+	return r.finishRun(ctx, "fail feature run %s: %w", runID, models.RunFailed, "")
 }
 
 // FailFeatureRunWithError is FailFeatureRun that also records why the run
 // failed. A replay keeps the first message.
 func (r *Repository) FailFeatureRunWithError(ctx context.Context, runID uuid.UUID, message string) error {
-	return r.finishRun(ctx, "fail", runID, models.RunFailed, message)
+	return r.finishRun(ctx, "fail feature run %s: %w", runID, models.RunFailed, message)
 }
 
-func (r *Repository) finishRun(ctx context.Context, verb string, runID uuid.UUID, to models.RunStatus, message string) error {
-	op := verb + " feature run %s: %w"
+func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, to models.RunStatus, message string) error {
 	if err := checkID("runID", runID); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
@@ -190,7 +187,7 @@ func (r *Repository) finishRun(ctx context.Context, verb string, runID uuid.UUID
 		return fmt.Errorf(op, runID, err)
 	}
 	t := now()
-	err := r.transition(ctx, "feature_runs", runID, string(to), finishRunSQL, to, nullString(message), t, t, runID)
+	err := r.transition(ctx, "feature_runs", runID, string(to), r.dialect.sql(finishRunSQL), string(to), nullString(message), t, t, runID.String())
 	return wrapf(op, runID, err)
 }
 

@@ -23,8 +23,8 @@ func (j jsonValue) GormValue(_ context.Context, db *gorm.DB) clause.Expr {
 	if j == nil {
 		return gorm.Expr("NULL")
 	}
-	if d, ok := dialects[db.Dialector.Name()]; ok && d.numbersAsBlob && isNumber(j) {
-		return gorm.Expr("?", []byte(j))
+	if d, ok := dialects[db.Dialector.Name()]; ok {
+		return gorm.Expr("?", d.json(j))
 	}
 	return gorm.Expr("?", string(j))
 }

@@ -58,7 +58,7 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 	return id, nil
 }
 
-const finishPhaseSQL = `UPDATE phase_results SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`
+var finishPhaseSQL = newStatement(`UPDATE phase_results SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
 
 // PassPhaseResult moves a running phase result to passed and stores output
 // as its JSON output. Passing a passed result changes nothing and keeps the
@@ -95,6 +95,6 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 		return fmt.Errorf(op, id, err)
 	}
 	t := now()
-	err := r.transition(ctx, "phase_results", id, string(to), finishPhaseSQL, to, output, nullString(message), t, t, id)
+	err := r.transition(ctx, "phase_results", id, string(to), r.dialect.sql(finishPhaseSQL), string(to), r.dialect.json(output), nullString(message), t, t, id.String())
 	return wrapf(op, id, err)
 }

@@ -66,10 +66,24 @@ func (r *Repository) create(ctx context.Context, row any) (bool, error) {
 	return res.RowsAffected > 0, r.translate(ctx, res.Error)
 }
 
-// exec runs one statement and returns the number of rows it changed.
+// exec runs one statement, already in the dialect's placeholder style, and
+// returns the number of rows it changed.
+//
+// It hands the statement straight to the connection pool (or to the
+// transaction, inside Transaction): GORM's statement building would
+// roughly double the client-side cost of a write. GORM's logger still sees
+// every statement; callbacks registered on Exec do not.
 func (r *Repository) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res := r.db.WithContext(ctx).Exec(query, args...)
-	return res.RowsAffected, r.translate(ctx, res.Error)
+	begin := time.Now()
+	res, err := r.db.Statement.ConnPool.ExecContext(ctx, query, args...)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	r.db.Logger.Trace(ctx, begin, func() (string, int64) {
+		return r.db.Dialector.Explain(query, args...), n
+	}, err)
+	return n, r.translate(ctx, err)
 }
 
 // scan runs one query and scans its rows into dest.

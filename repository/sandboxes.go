@@ -63,15 +63,25 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 // sandboxSources lists, for each status, the statuses a sandbox may move to
 // it from. A sandbox is only ever created in creating, and never leaves
 // stopped or failed.
-var sandboxSources = map[models.SandboxStatus][]string{
+var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 	models.SandboxCreating: nil,
-	models.SandboxRunning:  {string(models.SandboxCreating), string(models.SandboxPaused)},
-	models.SandboxPaused:   {string(models.SandboxRunning)},
-	models.SandboxStopped:  {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused)},
-	models.SandboxFailed:   {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused)},
+	models.SandboxRunning:  {models.SandboxCreating, models.SandboxPaused},
+	models.SandboxPaused:   {models.SandboxRunning},
+	models.SandboxStopped:  {models.SandboxCreating, models.SandboxRunning, models.SandboxPaused},
+	models.SandboxFailed:   {models.SandboxCreating, models.SandboxRunning, models.SandboxPaused},
 }
 
-const updateSandboxSQL = `UPDATE sandboxes SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), stopped_at = COALESCE(stopped_at, ?) WHERE id = ? AND status IN ?`
+// updateSandboxSQL holds, for each status with sources, the guarded UPDATE
+// that moves a sandbox to it.
+var updateSandboxSQL = func() map[models.SandboxStatus]*statement {
+	m := make(map[models.SandboxStatus]*statement, len(sandboxSources))
+	for to, from := range sandboxSources {
+		if len(from) > 0 {
+			m[to] = newStatement(`UPDATE sandboxes SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), stopped_at = COALESCE(stopped_at, ?) WHERE id = ? AND status IN (` + placeholders(len(from)) + `)`)
+		}
+	}
+	return m
+}()
 
 // UpdateSandboxStatus moves a sandbox to status: from creating to running,
 // paused, stopped or failed; between running and paused; and from either to
@@ -91,7 +101,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	}
 	var query string
 	var args []any
-	if len(sources) > 0 {
+	if st, ok := updateSandboxSQL[status]; ok {
 		t := now()
 		var startedAt, stoppedAt any
 		if status == models.SandboxRunning {
@@ -100,7 +110,11 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 		if status.Terminal() {
 			stoppedAt = t
 		}
-		query, args = updateSandboxSQL, []any{status, t, startedAt, stoppedAt, sandboxID, sources}
+		query = r.dialect.sql(st)
+		args = append(make([]any, 0, 5+len(sources)), string(status), t, startedAt, stoppedAt, sandboxID)
+		for _, s := range sources {
+			args = append(args, string(s))
+		}
 	}
 	return wrapf(op, sandboxID, r.transition(ctx, "sandboxes", sandboxID, string(status), query, args...))
 }
