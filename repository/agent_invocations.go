@@ -83,7 +83,7 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 		CreatedAt:     t,
 		UpdatedAt:     t,
 	}, Input: input}
-	if _, err := r.create(ctx, &row); err != nil {
+	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
 			err = r.missingParent(ctx, in)
 		}

@@ -59,7 +59,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 		expires := in.ExpiresAt.UTC().Truncate(time.Microsecond)
 		row.ExpiresAt = &expires
 	}
-	if _, err := r.create(ctx, &row); err != nil {
+	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}

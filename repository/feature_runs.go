@@ -55,7 +55,7 @@ func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uu
 		CreatedAt: t,
 		UpdatedAt: t,
 	}, Memories: memories, Metadata: metadata}
-	if _, err := r.create(ctx, &row); err != nil {
+	if err := r.create(ctx, &row); err != nil {
 		return uuid.Nil, fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	return id, nil

@@ -49,7 +49,7 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 		CreatedAt:    t,
 		UpdatedAt:    t,
 	}
-	if _, err := r.create(ctx, &row); err != nil {
+	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}

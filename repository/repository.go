@@ -39,8 +39,11 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // nil. tx writes inside the transaction; it must not be used after fn
 // returns. Nested calls use savepoints.
 //
-// On PostgreSQL a failed statement aborts the transaction: once a tx method
-// returns an error other than ErrInvalidInput, fn should return an error.
+// On PostgreSQL a statement the database refuses aborts the transaction: a
+// create whose parent is missing (ErrNotFound), a lost connection, an
+// expired context. fn should then return an error. Errors found before
+// the database is touched (ErrInvalidInput) and refused or missing
+// transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		return fn(&Repository{db: db, dialect: r.dialect})
@@ -59,11 +62,9 @@ func (r *Repository) start(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// create inserts row unless a row with its primary key exists. It reports
-// whether the row was inserted.
-func (r *Repository) create(ctx context.Context, row any) (bool, error) {
-	res := r.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(row)
-	return res.RowsAffected > 0, r.translate(ctx, res.Error)
+// create inserts row unless a row with its primary key exists.
+func (r *Repository) create(ctx context.Context, row any) error {
+	return r.translate(ctx, r.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(row).Error)
 }
 
 // exec runs one statement, already in the dialect's placeholder style, and

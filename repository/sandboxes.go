@@ -51,7 +51,7 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 		CreatedAt:    t,
 		UpdatedAt:    t,
 	}, Metadata: metadata}
-	if _, err := r.create(ctx, &row); err != nil {
+	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}
