@@ -73,15 +73,17 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
 	t := now()
-	row := agentInvocationRow{AgentInvocation: models.AgentInvocation{
-		ID:            id,
-		FeatureRunID:  in.FeatureRunID,
-		PhaseResultID: in.PhaseResultID,
-		Agent:         in.Agent,
-		Model:         in.Model,
-		Status:        models.InvocationRunning,
-		CreatedAt:     t,
-		UpdatedAt:     t,
+	var phaseResultID *string
+	if in.PhaseResultID != nil {
+		s := in.PhaseResultID.String()
+		phaseResultID = &s
+	}
+	row := agentInvocationRow{ID: id.String(), FeatureRunID: in.FeatureRunID.String(), PhaseResultID: phaseResultID, AgentInvocation: models.AgentInvocation{
+		Agent:     in.Agent,
+		Model:     in.Model,
+		Status:    models.InvocationRunning,
+		CreatedAt: t,
+		UpdatedAt: t,
 	}, Input: input}
 	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {

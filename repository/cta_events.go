@@ -47,13 +47,12 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 		return fmt.Errorf(op, in.ID, err)
 	}
 	t := now()
-	row := ctaEventRow{CTAEvent: models.CTAEvent{
-		ID:           in.ID,
-		FeatureRunID: in.FeatureRunID,
-		Kind:         in.Kind,
-		Status:       models.CTAPending,
-		CreatedAt:    t,
-		UpdatedAt:    t,
+	row := ctaEventRow{FeatureRunID: in.FeatureRunID.String(), CTAEvent: models.CTAEvent{
+		ID:        in.ID,
+		Kind:      in.Kind,
+		Status:    models.CTAPending,
+		CreatedAt: t,
+		UpdatedAt: t,
 	}, RequestData: request}
 	if !in.ExpiresAt.IsZero() {
 		expires := in.ExpiresAt.UTC().Truncate(time.Microsecond)

@@ -48,8 +48,7 @@ func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uu
 		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
 	}
 	t := now()
-	row := featureRunRow{FeatureRun: models.FeatureRun{
-		ID:        id,
+	row := featureRunRow{ID: id.String(), FeatureRun: models.FeatureRun{
 		Phase:     in.Phase,
 		Status:    models.RunRunning,
 		CreatedAt: t,

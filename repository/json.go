@@ -35,26 +35,40 @@ func isNumber(j []byte) bool {
 }
 
 // The row types below are what creates insert: the model, with its JSON
-// columns bound as jsonValue. GORM resolves a column to the outermost field
-// of that name, and the embedded model gives the table name.
+// columns bound as jsonValue and its UUID columns as text, which pgx sends
+// as is, where a uuid.UUID goes through its driver.Valuer and a failed
+// binary encoding first. GORM resolves a column to the outermost field of
+// that name, and the embedded model gives the table name.
 
 type featureRunRow struct {
 	models.FeatureRun
+	ID       string
 	Memories jsonValue
 	Metadata jsonValue
 }
 
 type sandboxRow struct {
 	models.Sandbox
-	Metadata jsonValue
+	FeatureRunID string
+	Metadata     jsonValue
+}
+
+type phaseResultRow struct {
+	models.PhaseResult
+	ID           string
+	FeatureRunID string
 }
 
 type agentInvocationRow struct {
 	models.AgentInvocation
-	Input jsonValue
+	ID            string
+	FeatureRunID  string
+	PhaseResultID *string
+	Input         jsonValue
 }
 
 type ctaEventRow struct {
 	models.CTAEvent
-	RequestData jsonValue
+	FeatureRunID string
+	RequestData  jsonValue
 }

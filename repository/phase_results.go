@@ -41,14 +41,12 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
 	t := now()
-	row := models.PhaseResult{
-		ID:           id,
-		FeatureRunID: in.FeatureRunID,
-		Phase:        in.Phase,
-		Status:       models.PhaseRunning,
-		CreatedAt:    t,
-		UpdatedAt:    t,
-	}
+	row := phaseResultRow{ID: id.String(), FeatureRunID: in.FeatureRunID.String(), PhaseResult: models.PhaseResult{
+		Phase:     in.Phase,
+		Status:    models.PhaseRunning,
+		CreatedAt: t,
+		UpdatedAt: t,
+	}}
 	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)

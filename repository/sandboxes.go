@@ -43,13 +43,12 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 		return fmt.Errorf(op, in.ID, err)
 	}
 	t := now()
-	row := sandboxRow{Sandbox: models.Sandbox{
-		ID:           in.ID,
-		FeatureRunID: in.FeatureRunID,
-		Status:       models.SandboxCreating,
-		Provider:     in.Provider,
-		CreatedAt:    t,
-		UpdatedAt:    t,
+	row := sandboxRow{FeatureRunID: in.FeatureRunID.String(), Sandbox: models.Sandbox{
+		ID:        in.ID,
+		Status:    models.SandboxCreating,
+		Provider:  in.Provider,
+		CreatedAt: t,
+		UpdatedAt: t,
 	}, Metadata: metadata}
 	if err := r.create(ctx, &row); err != nil {
 		if errors.Is(err, errForeignKey) {
