@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -72,44 +73,60 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 	if err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	t := now()
 	var phaseResultID *string
 	if in.PhaseResultID != nil {
 		s := in.PhaseResultID.String()
 		phaseResultID = &s
 	}
-	row := agentInvocationRow{ID: id.String(), FeatureRunID: in.FeatureRunID.String(), PhaseResultID: phaseResultID, AgentInvocation: models.AgentInvocation{
-		Agent:     in.Agent,
-		Model:     in.Model,
-		Status:    models.InvocationRunning,
-		CreatedAt: t,
-		UpdatedAt: t,
-	}, Input: input}
-	if err := r.create(ctx, &row); err != nil {
-		if errors.Is(err, errForeignKey) {
-			err = r.missingParent(ctx, in)
+	t := r.now()
+	err = r.create(ctx, r.inserts.agentInvocation, id.String(), in.FeatureRunID.String(), phaseResultID, in.Agent, in.Model,
+		string(models.InvocationRunning), r.dialect.json(input), 0, 0, 0, t, t)
+	if err != nil {
+		var fk *foreignKeyError
+		if errors.As(err, &fk) {
+			err = r.missingParent(ctx, in, fk.constraint)
 		}
 		return uuid.Nil, fmt.Errorf("create agent invocation %s: %w", id, err)
 	}
 	return id, nil
 }
 
-// missingParent names the parent row whose absence failed an insert. It runs
-// only after the insert failed, so the happy path stays one statement.
-func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation) error {
-	if in.PhaseResultID != nil {
-		var found []int
-		if err := r.scan(ctx, &found, `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`, *in.PhaseResultID, in.FeatureRunID); err != nil {
-			return err
-		}
-		if len(found) == 0 {
-			return fmt.Errorf("phase result %s of feature run %s: %w", *in.PhaseResultID, in.FeatureRunID, ErrNotFound)
-		}
+// missingParent names the parent row whose absence failed an insert: by
+// the violated constraint where the database names it. Elsewhere (SQLite)
+// it reads whether the phase result is in the run; that database does not
+// abort a transaction on a failed statement, and the read goes to the
+// primary under read/write splitting.
+func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, constraint string) error {
+	missingRun := fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
+	if in.PhaseResultID == nil {
+		return missingRun
 	}
-	return fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
+	missingPhase := fmt.Errorf("phase result %s of feature run %s: %w", *in.PhaseResultID, in.FeatureRunID, ErrNotFound)
+	if constraint != "" {
+		if constraint == r.inserts.fkPhaseResult {
+			return missingPhase
+		}
+		return missingRun
+	}
+	found := false
+	err := r.query(ctx, "phase_results", phaseInRunSQL, []any{in.PhaseResultID.String(), in.FeatureRunID.String()}, true,
+		func(*sql.Rows) error { found = true; return nil })
+	switch {
+	case err != nil:
+		return err
+	case found:
+		return missingRun
+	}
+	return missingPhase
 }
 
-var finishInvocationSQL = newStatement(`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, cost_nano_usd = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
+// phaseInRunSQL finds a phase result of a run; its ? placeholders suit
+// every database that does not name a violated constraint.
+const phaseInRunSQL = `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`
+
+var finishInvocation = newGuardedUpdate("agent_invocations",
+	`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, cost_nano_usd = ?, error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
+	"status")
 
 // CompleteAgentInvocation moves a running invocation to completed and records
 // its result. Completing a completed invocation changes nothing and keeps the
@@ -150,9 +167,9 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	t := now()
-	err = r.transition(ctx, "agent_invocations", id, string(to), r.dialect.sql(finishInvocationSQL),
-		string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
-		res.InputTokens, res.OutputTokens, res.CostNanoUSD, nullString(message), t, t, id.String())
+	t := r.now()
+	err = r.transition(ctx, finishInvocation.rendered[r.dialect], []any{string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
+		res.InputTokens, res.OutputTokens, res.CostNanoUSD, nullString(message), t, t, id.String()},
+		judgeStatus("agent_invocations", id.String(), string(to), string(models.InvocationRunning)))
 	return wrapf(op, id, err)
 }

@@ -46,20 +46,16 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	t := now()
-	row := ctaEventRow{FeatureRunID: in.FeatureRunID.String(), CTAEvent: models.CTAEvent{
-		ID:        in.ID,
-		Kind:      in.Kind,
-		Status:    models.CTAPending,
-		CreatedAt: t,
-		UpdatedAt: t,
-	}, RequestData: request}
+	var expiresAt *time.Time
 	if !in.ExpiresAt.IsZero() {
-		expires := in.ExpiresAt.UTC().Truncate(time.Microsecond)
-		row.ExpiresAt = &expires
+		e := in.ExpiresAt.UTC().Truncate(time.Microsecond)
+		expiresAt = &e
 	}
-	if err := r.create(ctx, &row); err != nil {
-		if errors.Is(err, errForeignKey) {
+	t := r.now()
+	err = r.create(ctx, r.inserts.ctaEvent, in.ID, in.FeatureRunID.String(), in.Kind, string(models.CTAPending),
+		r.dialect.json(request), expiresAt, t, t)
+	if err != nil {
+		if errors.As(err, new(*foreignKeyError)) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}
 		return fmt.Errorf(op, in.ID, err)
@@ -67,7 +63,9 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	return nil
 }
 
-var resolveCTASQL = newStatement(`UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'`)
+var resolveCTA = newGuardedUpdate("cta_events",
+	`UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE status = 'pending' AND id = ?`,
+	"status")
 
 // CompleteCTAEvent records a person's answer to a pending CTA event and moves
 // it to completed. Completing a completed event changes nothing and keeps the
@@ -96,8 +94,9 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	t := now()
-	err := r.transition(ctx, "cta_events", id, string(to), r.dialect.sql(resolveCTASQL), string(to), r.dialect.json(response), t, t, id)
+	t := r.now()
+	err := r.transition(ctx, resolveCTA.rendered[r.dialect], []any{string(to), r.dialect.json(response), t, t, id},
+		judgeStatus("cta_events", id, string(to), string(models.CTAPending)))
 	return wrapf(op, id, err)
 }
 
@@ -124,8 +123,12 @@ func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit i
 	}
 	now = now.UTC().Truncate(time.Microsecond)
 	ids := make([]string, 0, limit)
-	err := r.scan(ctx, &ids, r.dialect.expireCTAEvents,
-		sql.Named("now", now), sql.Named("updated", time.Now().UTC().Truncate(time.Microsecond)), sql.Named("limit", limit))
+	err := r.query(ctx, "cta_events", r.dialect.expireCTAEvents, []any{now, r.now(), limit}, true, func(rows *sql.Rows) error {
+		var id string
+		err := rows.Scan(&id)
+		ids = append(ids, id)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf(op, err)
 	}

@@ -2,33 +2,39 @@ package repository
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"gorm.io/gorm"
 )
 
-// dialect holds the SQL that differs between databases. Each supported
-// database has its own in dialect_<name>.go; everything else is shared.
+// dialect holds what differs between databases. Each supported database has
+// its own in dialect_<name>.go and one line in dialects; everything else is
+// shared.
 type dialect struct {
-	// appendMemories appends the JSON array $1 to the memories of run $2,
-	// skipping values already present, and sets updated_at to $3, in one
-	// statement. It changes no row when the run is not running or every
-	// value is already present.
-	appendMemories string
-	// memoriesState returns, for run @id, its status and how many values of
-	// the JSON array @new its memories lack.
-	memoriesState string
-	// expireCTAEvents times out at most @limit pending CTA events whose
-	// expires_at is at or before @now, setting updated_at to @updated, and
-	// returns their IDs.
+	// guard renders a guardedUpdate for the database.
+	guard func(g *guardedUpdate) *guard
+	// appendMemories appends the canonical JSON array vars[0] to the
+	// memories of run vars[2], skipping values already present, and sets
+	// updated_at to vars[1]. It changes no row when the run is not running
+	// or every value is already present; its probe reads the run's status
+	// and how many of the values are missing.
+	appendMemories *guard
+	// expireCTAEvents times out at most vars[2] pending CTA events whose
+	// expires_at is at or before vars[0], setting resolved_at to vars[0] and
+	// updated_at to vars[1], and returns their IDs.
 	expireCTAEvents string
 	// snapshot are the options of a transaction whose reads all see one
 	// snapshot of the database.
 	snapshot *sql.TxOptions
 	// numbersAsBlob binds top-level JSON numbers as BLOBs; see jsonValue.
 	numbersAsBlob bool
-	// dollarParams says the database takes $1-style placeholders, not ?.
-	dollarParams bool
+	// foreignKey recognises the error of a write that referred to a
+	// missing parent row, and names the violated constraint if the
+	// database says which.
+	foreignKey func(db *gorm.DB, err error) (constraint string, ok bool)
 	// err is why the database is not supported, for a dialect we lack.
 	err error
 }
@@ -36,14 +42,6 @@ type dialect struct {
 var dialects = map[string]*dialect{
 	"postgres": &postgres,
 	"sqlite":   &sqlite,
-}
-
-// sql returns s in the dialect's placeholder style.
-func (d *dialect) sql(s *statement) string {
-	if d.dollarParams {
-		return s.dollar
-	}
-	return s.question
 }
 
 // json returns the statement argument that stores j; see jsonValue.
@@ -63,4 +61,41 @@ func dialectOf(db *gorm.DB) *dialect {
 		return d
 	}
 	return &dialect{err: fmt.Errorf("repository: database %q is not supported (use postgres or sqlite)", name)}
+}
+
+// foreignKeyError is the error of a write that referred to a missing
+// parent row.
+type foreignKeyError struct {
+	// constraint names the violated foreign key; empty where the database
+	// does not say.
+	constraint string
+}
+
+func (e *foreignKeyError) Error() string { return "foreign key " + e.constraint + " violated" }
+
+// translatedForeignKey recognises a foreign key violation by GORM's
+// ErrorTranslator, for databases whose errors do not name the constraint.
+func translatedForeignKey(db *gorm.DB, err error) (string, bool) {
+	t, ok := db.Dialector.(gorm.ErrorTranslator)
+	return "", ok && errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated)
+}
+
+// dollars returns s with its ? placeholders numbered $1, $2, … in order.
+func dollars(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// placeholders returns "?, ?, …" with n placeholders.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }

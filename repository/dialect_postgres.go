@@ -1,48 +1,83 @@
 package repository
 
-import "database/sql"
+import (
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
 
-// postgres compares memories as jsonb, whose equality ignores key order and
-// whitespace. Under concurrent appends the row lock serialises the UPDATEs,
-// and PostgreSQL re-evaluates the SET and WHERE of a waiting one against the
-// row its predecessor committed, so no append is lost. That re-evaluation
-// (EvalPlanQual) keeps the rows a join first matched, so the WHERE must not
-// be a semi-join with the new values, which is why it counts them in a
-// scalar subquery rather than testing EXISTS.
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+)
+
+// postgres runs a guarded update and its probe as one statement: the UPDATE
+// in a CTE, and a SELECT of the row beside it. Both see the snapshot the
+// statement started with, so the probe reads the row as it was then. When
+// a concurrent write changed the row after that, the UPDATE waits for it
+// and re-checks its guard against the row that write committed
+// (EvalPlanQual); if the guard no longer matches, the probe's older state
+// would still satisfy it, which the judge answers with errRetry. A replay
+// is thus one round trip that writes nothing.
 var postgres = dialect{
-	dollarParams: true,
-	snapshot:     &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
-	appendMemories: `
+	guard: func(g *guardedUpdate) *guard {
+		return &guard{
+			table: g.table,
+			extra: strings.Contains(g.probe, ","),
+			sql: "WITH changed AS (" + dollars(g.update) + " RETURNING 1) SELECT (SELECT count(*) FROM changed), " +
+				g.probe + " FROM " + g.table + " WHERE id = $" + strconv.Itoa(strings.Count(g.update, "?")),
+		}
+	},
+	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	// Memories compare as jsonb, whose equality ignores key order,
+	// whitespace and the form of numbers. A scalar is present exactly when
+	// the array contains it (@>), which jsonb checks in C without
+	// unpacking the array; an object or array may be contained in a
+	// different element, so only then is the array searched for an equal
+	// element. The UPDATE's WHERE counts missing values in a scalar
+	// subquery rather than testing EXISTS: EvalPlanQual re-checks a waiting
+	// UPDATE against the row its predecessor committed but keeps the rows a
+	// semi-join first matched, which could skip a value still missing.
+	appendMemories: &guard{
+		table: "feature_runs",
+		extra: true,
+		sql: `
 WITH new AS (
 	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
+), changed AS (
+	UPDATE feature_runs AS r
+	SET memories = r.memories || (SELECT jsonb_agg(n.v ORDER BY n.o) FROM new AS n WHERE ` + pgAbsent + `),
+		updated_at = $2
+	WHERE r.id = $3 AND r.status = 'running' AND (SELECT count(*) FROM new AS n WHERE ` + pgAbsent + `) > 0
+	RETURNING 1
 )
-UPDATE feature_runs AS r
-SET memories = r.memories || (
-		SELECT jsonb_agg(n.v ORDER BY n.o) FROM new n
-		WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-	),
-	updated_at = $3
-WHERE r.id = $2 AND r.status = 'running' AND (
-	SELECT count(*) FROM new n
-	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-) > 0`,
-	memoriesState: `
-SELECT r.status, (
-	SELECT count(*) FROM jsonb_array_elements(CAST(@new AS jsonb)) AS n(v)
-	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-) AS missing
-FROM feature_runs AS r WHERE r.id = @id`,
+SELECT c.n, r.status, CASE WHEN c.n = 0 THEN (SELECT count(*) FROM new AS n WHERE ` + pgAbsent + `) ELSE 0 END
+FROM feature_runs AS r, (SELECT count(*) AS n FROM changed) AS c
+WHERE r.id = $3`,
+	},
 	// The claim is a CTE because PostgreSQL runs a CTE exactly once, while
-	// an IN (subquery … LIMIT) may be re-run and claim more than @limit.
+	// an IN (subquery … LIMIT) may be re-run and claim more than the limit.
 	expireCTAEvents: `
 WITH due AS (
 	SELECT id FROM cta_events
-	WHERE status = 'pending' AND expires_at <= @now
+	WHERE status = 'pending' AND expires_at <= $1
 	ORDER BY expires_at, id
-	LIMIT @limit
+	LIMIT $3
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE cta_events AS c SET status = 'timed_out', resolved_at = @now, updated_at = @updated
+UPDATE cta_events AS c SET status = 'timed_out', resolved_at = $1, updated_at = $2
 FROM due WHERE c.id = due.id AND c.status = 'pending'
 RETURNING c.id`,
+	// PostgreSQL names the violated constraint, which tells which parent
+	// is missing without another statement: after an error, any further
+	// statement in the transaction would fail as aborted.
+	foreignKey: func(_ *gorm.DB, err error) (string, bool) {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
+			return pgErr.ConstraintName, true
+		}
+		return "", false
+	},
 }
+
+// pgAbsent is true when the new value n.v is not in the memories r.memories.
+const pgAbsent = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`

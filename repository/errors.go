@@ -42,12 +42,23 @@ type TransitionError struct {
 	Table string
 	// ID is the row's primary key as text.
 	ID string
-	// From is the state the row is in; To is the state that was asked for.
-	From, To string
+	// From is the state the row is in, such as "completed".
+	From string
+	// To is the state the call needs the row in: the state it asked for,
+	// or, for a change within a state (a new phase, new memories), that
+	// state.
+	To string
+	// Detail says what the call asked for beyond a state, such as
+	// `phase "review"` or "2 new memories"; empty for a plain state change.
+	Detail string
 }
 
 func (e *TransitionError) Error() string {
-	return fmt.Sprintf("%s: %s %s is %s, cannot become %s", ErrInvalidTransition, e.Table, e.ID, e.From, e.To)
+	s := fmt.Sprintf("%s: %s %s is %s, cannot become %s", ErrInvalidTransition, e.Table, e.ID, e.From, e.To)
+	if e.Detail != "" {
+		s += " with " + e.Detail
+	}
+	return s
 }
 
 // Is reports whether target is ErrInvalidTransition.

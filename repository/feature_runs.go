@@ -2,7 +2,6 @@ package repository
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -47,14 +46,10 @@ func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uu
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
 	}
-	t := now()
-	row := featureRunRow{ID: id.String(), FeatureRun: models.FeatureRun{
-		Phase:     in.Phase,
-		Status:    models.RunRunning,
-		CreatedAt: t,
-		UpdatedAt: t,
-	}, Memories: memories, Metadata: metadata}
-	if err := r.create(ctx, &row); err != nil {
+	t := r.now()
+	err = r.create(ctx, r.inserts.featureRun, id.String(), in.Phase, string(models.RunRunning),
+		r.dialect.json(memories), r.dialect.json(metadata), t, t)
+	if err != nil {
 		return uuid.Nil, fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	return id, nil
@@ -68,7 +63,9 @@ func idOrNew(id uuid.UUID) (uuid.UUID, error) {
 	return uuid.NewV7()
 }
 
-var updatePhaseSQL = newStatement(`UPDATE feature_runs SET phase = ?, updated_at = ? WHERE id = ? AND status = 'running' AND phase <> ?`)
+var updatePhase = newGuardedUpdate("feature_runs",
+	`UPDATE feature_runs SET phase = ?, updated_at = ? WHERE status = 'running' AND phase <> ? AND id = ?`,
+	"status, phase")
 
 // UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
 // run is already in changes nothing. The phase of a completed or failed run
@@ -84,27 +81,16 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	n, err := r.exec(ctx, r.dialect.sql(updatePhaseSQL), phase, now(), runID.String(), phase)
-	if err != nil || n > 0 {
-		return wrapf(op, runID, err)
-	}
-	var rows []struct {
-		Status models.RunStatus
-		Phase  string
-	}
-	if err := r.scan(ctx, &rows, `SELECT status, phase FROM feature_runs WHERE id = ?`, runID); err != nil {
-		return fmt.Errorf(op, runID, err)
-	}
-	switch {
-	case len(rows) == 0:
-		return fmt.Errorf(op, runID, ErrNotFound)
-	case rows[0].Phase == phase:
-		return nil
-	}
-	return fmt.Errorf(op, runID, &TransitionError{
-		Table: "feature_runs", ID: runID.String(),
-		From: string(rows[0].Status) + " in phase " + rows[0].Phase, To: "phase " + phase,
+	err := r.transition(ctx, updatePhase.rendered[r.dialect], []any{phase, r.now(), phase, runID.String()}, func(s state) error {
+		switch {
+		case s.Extra.String == phase:
+			return nil
+		case s.Status == string(models.RunRunning):
+			return errRetry
+		}
+		return &TransitionError{Table: "feature_runs", ID: runID.String(), From: s.Status, To: string(models.RunRunning), Detail: "phase " + phase}
 	})
+	return wrapf(op, runID, err)
 }
 
 // UpdateFeatureRunMemories appends to the run's memories each value that is
@@ -130,31 +116,21 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if len(memories) == 0 {
 		return nil
 	}
-	n, err := r.exec(ctx, r.dialect.appendMemories, string(values), runID.String(), now())
-	if err != nil || n > 0 {
-		return wrapf(op, runID, err)
-	}
-	var rows []struct {
-		Status  models.RunStatus
-		Missing int
-	}
-	if err := r.scan(ctx, &rows, r.dialect.memoriesState, sql.Named("new", string(values)), sql.Named("id", runID)); err != nil {
-		return fmt.Errorf(op, runID, err)
-	}
-	switch {
-	case len(rows) == 0:
-		return fmt.Errorf(op, runID, ErrNotFound)
-	case rows[0].Missing == 0:
-		return nil
-	}
-	// The guard refused values that are missing, so the run has left running:
-	// appends only add values and no transition returns a run to running.
-	return fmt.Errorf(op, runID, &TransitionError{
-		Table: "feature_runs", ID: runID.String(), From: string(rows[0].Status), To: "running with new memories",
+	err = r.transition(ctx, r.dialect.appendMemories, []any{string(values), r.now(), runID.String()}, func(s state) error {
+		switch {
+		case s.Extra.String == "0":
+			return nil
+		case s.Status == string(models.RunRunning):
+			return errRetry
+		}
+		return &TransitionError{Table: "feature_runs", ID: runID.String(), From: s.Status, To: string(models.RunRunning), Detail: s.Extra.String + " new memories"}
 	})
+	return wrapf(op, runID, err)
 }
 
-var finishRunSQL = newStatement(`UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
+var finishRun = newGuardedUpdate("feature_runs",
+	`UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
+	"status")
 
 // CompleteFeatureRun moves a running run to completed. Completing a
 // completed run changes nothing; completing a failed run returns
@@ -185,8 +161,9 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	t := now()
-	err := r.transition(ctx, "feature_runs", runID, string(to), r.dialect.sql(finishRunSQL), string(to), nullString(message), t, t, runID.String())
+	t := r.now()
+	err := r.transition(ctx, finishRun.rendered[r.dialect], []any{string(to), nullString(message), t, t, runID.String()},
+		judgeStatus("feature_runs", runID.String(), string(to), string(models.RunRunning)))
 	return wrapf(op, runID, err)
 }
 

@@ -40,15 +40,10 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 	if err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	t := now()
-	row := phaseResultRow{ID: id.String(), FeatureRunID: in.FeatureRunID.String(), PhaseResult: models.PhaseResult{
-		Phase:     in.Phase,
-		Status:    models.PhaseRunning,
-		CreatedAt: t,
-		UpdatedAt: t,
-	}}
-	if err := r.create(ctx, &row); err != nil {
-		if errors.Is(err, errForeignKey) {
+	t := r.now()
+	err = r.create(ctx, r.inserts.phaseResult, id.String(), in.FeatureRunID.String(), in.Phase, string(models.PhaseRunning), t, t)
+	if err != nil {
+		if errors.As(err, new(*foreignKeyError)) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}
 		return uuid.Nil, fmt.Errorf("create phase result %s: %w", id, err)
@@ -56,7 +51,9 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 	return id, nil
 }
 
-var finishPhaseSQL = newStatement(`UPDATE phase_results SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
+var finishPhase = newGuardedUpdate("phase_results",
+	`UPDATE phase_results SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
+	"status")
 
 // PassPhaseResult moves a running phase result to passed and stores output
 // as its JSON output. Passing a passed result changes nothing and keeps the
@@ -92,7 +89,8 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	t := now()
-	err := r.transition(ctx, "phase_results", id, string(to), r.dialect.sql(finishPhaseSQL), string(to), r.dialect.json(output), nullString(message), t, t, id.String())
+	t := r.now()
+	err := r.transition(ctx, finishPhase.rendered[r.dialect], []any{string(to), r.dialect.json(output), nullString(message), t, t, id.String()},
+		judgeStatus("phase_results", id.String(), string(to), string(models.PhaseRunning)))
 	return wrapf(op, id, err)
 }

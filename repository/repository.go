@@ -2,57 +2,78 @@ package repository
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Repository records what the pipeline does. It is safe for concurrent use.
 type Repository struct {
 	db      *gorm.DB
 	dialect *dialect
+	inserts *inserts
 }
 
-// New returns a Repository that writes through db. The caller keeps
-// ownership of db; its configuration is kept, except that single statements
-// are not wrapped in a transaction (each write is one atomic statement).
+// New returns a Repository that works through db: its configuration, its
+// plugins and callbacks, its connection pool or transaction. Every
+// statement the Repository sends runs through one of db's callback chains
+// (Create for inserts, Raw for other writes, Row for statements that return
+// rows, Query for reads), so tracing, read/write splitting, loggers and
+// callbacks of the caller's see it as they see the caller's own GORM code.
+//
+// New ignores every query scope on db (Where, Select, Omit, Limit, Order,
+// Joins, Preload, Scopes, Unscoped, Table, Model, Clauses and the like), and
+// does not wrap single statements in a transaction: each write is one
+// atomic statement.
 //
 // db must be PostgreSQL or SQLite; with another database every method
 // returns an error saying so. SQLite must enforce foreign keys
 // (_foreign_keys=on, or PRAGMA foreign_keys = ON on every connection);
 // migrate.Up checks that it does.
+//
+// On a DryRun session (gorm.Session{DryRun: true}) nothing is sent: every
+// method checks its arguments and runs its statements through the callback
+// chains, which only render them. Writes then return what a first,
+// successful call returns (nil, and the ID for creates); reads find
+// nothing (ErrNotFound, or empty results).
 func New(db *gorm.DB) *Repository {
-	return &Repository{
-		db:      db.Session(&gorm.Session{NewDB: true, SkipDefaultTransaction: true}),
-		dialect: dialectOf(db),
+	// A fresh instance drops the caller's scopes; a new session over it
+	// gives every chained call a statement of its own.
+	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
+	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true}), dialect: dialectOf(db)}
+	if r.dialect.err == nil {
+		r.inserts, r.dialect.err = renderInserts(r.db)
 	}
+	return r
 }
 
-// DB returns the *gorm.DB the Repository writes through, for reads and
+// DB returns the *gorm.DB the Repository works through, for reads and
 // queries the Repository does not offer.
 func (r *Repository) DB() *gorm.DB { return r.db }
 
 // Transaction runs fn in a database transaction and commits it if fn returns
-// nil. tx writes inside the transaction; it must not be used after fn
+// nil. tx works inside the transaction; it must not be used after fn
 // returns. Nested calls use savepoints.
 //
 // On PostgreSQL a statement the database refuses aborts the transaction: a
 // create whose parent is missing (ErrNotFound), a lost connection, an
-// expired context. fn should then return an error. Errors found before
-// the database is touched (ErrInvalidInput) and refused or missing
-// transitions do not abort it.
+// expired context. fn should then return an error. The Repository never
+// sends another statement after one failed, so the error fn gets is the
+// one that names the cause. Errors found before the database is touched
+// (ErrInvalidInput) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Repository{db: db, dialect: r.dialect})
+		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts})
 	})
 }
 
-// now is the timestamp of a write, at the microsecond precision that every
-// supported database keeps, so what is read back equals what was written.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+// now is the timestamp of a write: the db's NowFunc (time.Now unless the
+// caller set one), in UTC at the microsecond precision that every supported
+// database keeps, so what is read back equals what was written.
+func (r *Repository) now() time.Time { return r.db.NowFunc().UTC().Truncate(time.Microsecond) }
 
 // start checks what every method checks before it touches the database.
 func (r *Repository) start(ctx context.Context) error {
@@ -62,38 +83,74 @@ func (r *Repository) start(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// create inserts row unless a row with its primary key exists.
-func (r *Repository) create(ctx context.Context, row any) error {
-	return r.translate(ctx, r.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(row).Error)
+// primaryHint is the statement setting by which gorm.io/plugin/dbresolver
+// (its dbresolver.Write clause) sends a statement to the primary even when
+// it is a SELECT. The Repository sets it on the reads that decide a
+// write's outcome, which a lagging replica would answer wrongly.
+const primaryHint = "gorm:db_resolver:write"
+
+// statement returns a fresh statement of table holding a rendered query
+// and its vars, ready for a callback chain.
+func (r *Repository) statement(ctx context.Context, table, query string, vars []any) *gorm.DB {
+	tx := r.db.Session(&gorm.Session{NewDB: true, Context: ctx, Initialized: true})
+	tx.Statement.Table = table
+	tx.Statement.SQL.Grow(len(query))
+	tx.Statement.SQL.WriteString(query)
+	tx.Statement.Vars = vars
+	return tx
 }
 
-// exec runs one statement, already in the dialect's placeholder style, and
-// returns the number of rows it changed.
-//
-// It hands the statement straight to the connection pool (or to the
-// transaction, inside Transaction): GORM's statement building would
-// roughly double the client-side cost of a write. GORM's logger still sees
-// every statement; callbacks registered on Exec do not.
-func (r *Repository) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	begin := time.Now()
-	res, err := r.db.Statement.ConnPool.ExecContext(ctx, query, args...)
-	var n int64
-	if err == nil {
-		n, err = res.RowsAffected()
+// insert runs a rendered INSERT through the Create chain and returns the
+// number of rows it inserted.
+func (r *Repository) insert(ctx context.Context, table, query string, vars []any) (int64, error) {
+	tx := r.statement(ctx, table, query, vars)
+	tx = tx.Callback().Create().Execute(tx)
+	return tx.RowsAffected, r.translate(ctx, tx.Error)
+}
+
+// exec runs a rendered statement that returns no rows through the Raw
+// chain and returns the number of rows it changed.
+func (r *Repository) exec(ctx context.Context, table, query string, vars []any) (int64, error) {
+	tx := r.statement(ctx, table, query, vars)
+	tx = tx.Callback().Raw().Execute(tx)
+	return tx.RowsAffected, r.translate(ctx, tx.Error)
+}
+
+// query runs a rendered statement that returns rows through the Row chain
+// and scans them with scan, one call per row. primary sends a SELECT to the
+// primary under read/write splitting. On a DryRun session there are no
+// rows.
+func (r *Repository) query(ctx context.Context, table, query string, vars []any, primary bool, scan func(*sql.Rows) error) error {
+	tx := r.statement(ctx, table, query, vars)
+	if primary {
+		tx.Statement.Settings.Store(primaryHint, struct{}{})
 	}
-	r.db.Logger.Trace(ctx, begin, func() (string, int64) {
-		return r.db.Dialector.Explain(query, args...), n
-	}, err)
-	return n, r.translate(ctx, err)
+	tx.Statement.Settings.Store("rows", true)
+	tx = tx.Callback().Row().Execute(tx)
+	if tx.Error != nil {
+		return r.translate(ctx, tx.Error)
+	}
+	rows, ok := tx.Statement.Dest.(*sql.Rows)
+	if !ok {
+		return nil
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return r.translate(ctx, err)
+		}
+	}
+	return r.translate(ctx, rows.Err())
 }
 
-// scan runs one query and scans its rows into dest.
+// scan runs a read built by GORM, through the Query chain, into dest. It may
+// go to a replica under read/write splitting.
 func (r *Repository) scan(ctx context.Context, dest any, query string, args ...any) error {
 	return r.translate(ctx, r.db.WithContext(ctx).Raw(query, args...).Scan(dest).Error)
 }
 
-// errForeignKey marks a write that referred to a parent row that is missing.
-var errForeignKey = errors.New("foreign key violated")
+// dryRun reports whether the Repository only renders statements.
+func (r *Repository) dryRun() bool { return r.db.DryRun }
 
 // translate makes the errors the package can recognise match its own
 // sentinels or the context's error, whatever the driver.
@@ -104,34 +161,8 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		return fmt.Errorf("%w: %w", ctxErr, err)
 	}
-	if t, ok := r.db.Dialector.(gorm.ErrorTranslator); ok {
-		if errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated) {
-			return errForeignKey
-		}
+	if constraint, ok := r.dialect.foreignKey(r.db, err); ok {
+		return &foreignKeyError{constraint: constraint}
 	}
 	return err
-}
-
-// transition runs a guarded UPDATE that moves the row table.id to the status
-// to. When the guard matched no row it reads the row's status, to tell a
-// missing row (ErrNotFound) from a replay (already in to: nil) from a refused
-// transition (ErrInvalidTransition).
-func (r *Repository) transition(ctx context.Context, table string, id any, to string, query string, args ...any) error {
-	if query != "" {
-		n, err := r.exec(ctx, query, args...)
-		if err != nil || n > 0 {
-			return err
-		}
-	}
-	var status []string
-	if err := r.scan(ctx, &status, "SELECT status FROM "+table+" WHERE id = ?", id); err != nil {
-		return err
-	}
-	switch {
-	case len(status) == 0:
-		return ErrNotFound
-	case status[0] == to:
-		return nil
-	}
-	return &TransitionError{Table: table, ID: fmt.Sprint(id), From: status[0], To: to}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,16 +43,11 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	t := now()
-	row := sandboxRow{FeatureRunID: in.FeatureRunID.String(), Sandbox: models.Sandbox{
-		ID:        in.ID,
-		Status:    models.SandboxCreating,
-		Provider:  in.Provider,
-		CreatedAt: t,
-		UpdatedAt: t,
-	}, Metadata: metadata}
-	if err := r.create(ctx, &row); err != nil {
-		if errors.Is(err, errForeignKey) {
+	t := r.now()
+	err = r.create(ctx, r.inserts.sandbox, in.ID, in.FeatureRunID.String(), string(models.SandboxCreating),
+		in.Provider, r.dialect.json(metadata), t, t)
+	if err != nil {
+		if errors.As(err, new(*foreignKeyError)) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
 		}
 		return fmt.Errorf(op, in.ID, err)
@@ -70,14 +66,21 @@ var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 	models.SandboxFailed:   {models.SandboxCreating, models.SandboxRunning, models.SandboxPaused},
 }
 
-// updateSandboxSQL holds, for each status with sources, the guarded UPDATE
-// that moves a sandbox to it.
-var updateSandboxSQL = func() map[models.SandboxStatus]*statement {
-	m := make(map[models.SandboxStatus]*statement, len(sandboxSources))
+// updateSandbox holds, for each status, the guarded update that moves a
+// sandbox to it. Nothing moves to creating: its guard never matches, so
+// its probe alone tells a replay from a refusal.
+var updateSandbox = func() map[models.SandboxStatus]*guardedUpdate {
+	m := make(map[models.SandboxStatus]*guardedUpdate, len(sandboxSources))
 	for to, from := range sandboxSources {
+		guard := "FALSE"
 		if len(from) > 0 {
-			m[to] = newStatement(`UPDATE sandboxes SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), stopped_at = COALESCE(stopped_at, ?) WHERE id = ? AND status IN (` + placeholders(len(from)) + `)`)
+			in := make([]string, len(from))
+			for i, s := range from {
+				in[i] = "'" + string(s) + "'"
+			}
+			guard = "status IN (" + strings.Join(in, ", ") + ")"
 		}
+		m[to] = newGuardedUpdate("sandboxes", `UPDATE sandboxes SET status = ?, updated_at = ?, started_at = COALESCE(started_at, ?), stopped_at = COALESCE(stopped_at, ?) WHERE `+guard+` AND id = ?`, "status")
 	}
 	return m
 }()
@@ -98,24 +101,21 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, sandboxID, err)
 	}
-	var query string
-	var args []any
-	if st, ok := updateSandboxSQL[status]; ok {
-		t := now()
-		var startedAt, stoppedAt any
-		if status == models.SandboxRunning {
-			startedAt = t
-		}
-		if status.Terminal() {
-			stoppedAt = t
-		}
-		query = r.dialect.sql(st)
-		args = append(make([]any, 0, 5+len(sources)), string(status), t, startedAt, stoppedAt, sandboxID)
-		for _, s := range sources {
-			args = append(args, string(s))
-		}
+	from := make([]string, len(sources))
+	for i, s := range sources {
+		from[i] = string(s)
 	}
-	return wrapf(op, sandboxID, r.transition(ctx, "sandboxes", sandboxID, string(status), query, args...))
+	t := r.now()
+	var startedAt, stoppedAt any
+	if status == models.SandboxRunning {
+		startedAt = t
+	}
+	if status.Terminal() {
+		stoppedAt = t
+	}
+	err := r.transition(ctx, updateSandbox[status].rendered[r.dialect], []any{string(status), t, startedAt, stoppedAt, sandboxID},
+		judgeStatus("sandboxes", sandboxID, string(status), from...))
+	return wrapf(op, sandboxID, err)
 }
 
 // leakedSandboxesSQL finds live sandboxes of ended or idle runs. Live
@@ -141,7 +141,7 @@ func (r *Repository) LeakedSandboxes(ctx context.Context, olderThan time.Duratio
 		return nil, fmt.Errorf(op, err)
 	}
 	var leaked []models.Sandbox
-	if err := r.scan(ctx, &leaked, leakedSandboxesSQL, now().Add(-olderThan)); err != nil {
+	if err := r.scan(ctx, &leaked, leakedSandboxesSQL, r.now().Add(-olderThan)); err != nil {
 		return nil, fmt.Errorf(op, err)
 	}
 	return leaked, nil

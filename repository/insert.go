@@ -1,0 +1,94 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// inserts are the creates' INSERT … ON CONFLICT DO NOTHING statements,
+// built by GORM for the Repository's database when the Repository is made,
+// so that a create costs no statement building. Every column is a bind
+// variable, NULL included, so one text serves every call; UUIDs bind as
+// text, which every driver sends as is.
+type inserts struct {
+	featureRun, sandbox, phaseResult, agentInvocation, ctaEvent rendered
+	// fkPhaseResult names the foreign key from an agent invocation to its
+	// phase result, which tells that parent's absence from the run's.
+	fkPhaseResult string
+}
+
+// rendered is a statement of table, in the database's SQL.
+type rendered struct {
+	table string
+	sql   string
+}
+
+// The columns each create writes, in the order of its vars. Columns left
+// out start NULL.
+var (
+	featureRunColumns      = []string{"id", "phase", "status", "memories", "metadata", "created_at", "updated_at"}
+	sandboxColumns         = []string{"id", "feature_run_id", "status", "provider", "metadata", "created_at", "updated_at"}
+	phaseResultColumns     = []string{"id", "feature_run_id", "phase", "status", "created_at", "updated_at"}
+	agentInvocationColumns = []string{"id", "feature_run_id", "phase_result_id", "agent", "model", "status", "input", "input_tokens", "output_tokens", "cost_nano_usd", "created_at", "updated_at"}
+	ctaEventColumns        = []string{"id", "feature_run_id", "kind", "status", "request_data", "expires_at", "created_at", "updated_at"}
+)
+
+func renderInserts(db *gorm.DB) (*inserts, error) {
+	var ins inserts
+	var err error
+	for _, x := range []struct {
+		dest    *rendered
+		model   any
+		columns []string
+	}{
+		{&ins.featureRun, &models.FeatureRun{}, featureRunColumns},
+		{&ins.sandbox, &models.Sandbox{}, sandboxColumns},
+		{&ins.phaseResult, &models.PhaseResult{}, phaseResultColumns},
+		{&ins.agentInvocation, &models.AgentInvocation{}, agentInvocationColumns},
+		{&ins.ctaEvent, &models.CTAEvent{}, ctaEventColumns},
+	} {
+		var stmt *gorm.Statement
+		if *x.dest, stmt, err = renderInsert(db, x.model, x.columns); err != nil {
+			return nil, err
+		}
+		if rel, ok := stmt.Schema.Relationships.Relations["PhaseResult"]; ok {
+			if c := rel.ParseConstraint(); c != nil {
+				ins.fkPhaseResult = c.Name
+			}
+		}
+	}
+	return &ins, nil
+}
+
+// renderInsert builds the INSERT of model's table with GORM's clauses and
+// the Create chain's clause list, as GORM's Create does, but without
+// running the chain: the statement runs through it at each create.
+func renderInsert(db *gorm.DB, model any, columns []string) (rendered, *gorm.Statement, error) {
+	stmt := db.Session(&gorm.Session{NewDB: true, Initialized: true, Context: context.Background()}).Statement
+	if err := stmt.Parse(model); err != nil {
+		return rendered{}, nil, fmt.Errorf("repository: render the insert of %T: %w", model, err)
+	}
+	values := clause.Values{Columns: make([]clause.Column, len(columns)), Values: [][]any{make([]any, len(columns))}}
+	for i, c := range columns {
+		values.Columns[i] = clause.Column{Name: c}
+		values.Values[0][i] = nil
+	}
+	stmt.AddClause(clause.Insert{})
+	stmt.AddClause(values)
+	stmt.AddClause(clause.OnConflict{DoNothing: true})
+	stmt.Build(db.Callback().Create().Clauses...)
+	return rendered{table: stmt.Table, sql: stmt.SQL.String()}, stmt, nil
+}
+
+// create runs ins with vars and reports a missing parent as
+// *foreignKeyError. A row that already exists is a replay: nothing
+// changes, and it is no error.
+func (r *Repository) create(ctx context.Context, ins rendered, vars ...any) error {
+	_, err := r.insert(ctx, ins.table, ins.sql, vars)
+	return err
+}
