@@ -1,0 +1,74 @@
+package stack_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"gorm.io/gorm"
+	"gorm.io/plugin/opentelemetry/tracing"
+
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// TestEveryStatementThroughCallbacks checks that every statement a write
+// sends runs through one of GORM's callback chains: a callback of the
+// user's on each chain, and the OpenTelemetry plugin's spans, see exactly
+// the statements that reach the driver, as many as the write's path needs.
+func TestEveryStatementThroughCallbacks(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, d *database) {
+		spans := tracetest.NewSpanRecorder()
+		db := d.open(&gorm.Config{})
+		require.NoError(t, db.Use(tracing.NewPlugin(
+			tracing.WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))),
+			tracing.WithoutQueryVariables(), tracing.WithoutMetrics())))
+		var (
+			mu   sync.Mutex
+			seen []string
+		)
+		see := func(tx *gorm.DB) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, tx.Statement.SQL.String())
+		}
+		cb := db.Callback()
+		for name, p := range map[string]interface {
+			Register(string, func(*gorm.DB)) error
+		}{
+			"create": cb.Create().After("*"), "query": cb.Query().After("*"), "update": cb.Update().After("*"),
+			"delete": cb.Delete().After("*"), "row": cb.Row().After("*"), "raw": cb.Raw().After("*"),
+		} {
+			require.NoError(t, p.Register("test:see:"+name, see))
+		}
+		repo := repository.New(db)
+
+		each(t, func(t *testing.T, w write, p path, prepare func(*fixture) call) {
+			c := prepare(d.fixture(t))
+			d.pool.take()
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			before := len(spans.Ended())
+
+			checkOutcome(t, p, c(d.ctx, repo))
+
+			sent := d.pool.take()
+			assert.Len(t, sent, statements(d.name, w, p), "statements sent: %q", sent)
+			mu.Lock()
+			assert.Equal(t, sent, seen, "the callbacks saw every statement sent")
+			mu.Unlock()
+			var traced []string
+			for _, s := range spans.Ended()[before:] {
+				for _, a := range s.Attributes() {
+					if a.Key == "db.query.text" {
+						traced = append(traced, a.Value.AsString())
+					}
+				}
+			}
+			assert.Equal(t, sent, traced, "a span carries every statement sent")
+		})
+	})
+}
