@@ -39,13 +39,18 @@ func eachDatabase(t *testing.T, fn func(t *testing.T, d *database)) {
 	for _, db := range dbtest.All() {
 		t.Run(db.Name, func(t *testing.T) {
 			t.Parallel()
-			gdb := db.Open(t)
-			require.NoError(t, migrate.Up(t.Context(), gdb))
-			sqlDB, err := gdb.DB()
-			require.NoError(t, err)
-			fn(t, &database{name: db.Name, t: t, ctx: t.Context(), plain: repository.New(gdb), sqlDB: sqlDB, pool: &countingPool{db: sqlDB}})
+			fn(t, openDatabase(t, db))
 		})
 	}
+}
+
+// openDatabase opens a fresh, migrated database of kind db for t.
+func openDatabase(t *testing.T, db dbtest.Database) *database {
+	gdb := db.Open(t)
+	require.NoError(t, migrate.Up(t.Context(), gdb))
+	sqlDB, err := gdb.DB()
+	require.NoError(t, err)
+	return &database{name: db.Name, t: t, ctx: t.Context(), plain: repository.New(gdb), sqlDB: sqlDB, pool: &countingPool{db: sqlDB}}
 }
 
 // open returns a new *gorm.DB over the database's connections, through a

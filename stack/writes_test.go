@@ -129,7 +129,7 @@ func writes() []write {
 			func(f *fixture) uuid.UUID { return f.run(models.RunRunning) },
 			func(f *fixture) uuid.UUID { return f.run(models.RunCompleted) },
 			func(ctx context.Context, r *repository.Repository, id uuid.UUID, p path) error {
-				phase := "build"
+				phase := "review"
 				if p == replay {
 					phase = "plan"
 				}
