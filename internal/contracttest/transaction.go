@@ -53,4 +53,50 @@ func Transaction(t *testing.T, open dbtest.Opener) {
 		})
 		require.ErrorIs(t, err, repository.ErrNotFound)
 	})
+
+	// A missing parent is named from the failed INSERT's error: on
+	// PostgreSQL the transaction is aborted then, and any further statement
+	// would fail with "current transaction is aborted".
+	t.Run("MissingParentInside", func(t *testing.T) {
+		e := setup(t, open)
+		run := e.newRun()
+		otherRun := e.newRun()
+		phaseOfOther := e.newPhase(otherRun)
+		for _, c := range []struct {
+			name, want string
+			create     func(tx *repository.Repository) error
+		}{
+			{"Sandbox", "feature run", func(tx *repository.Repository) error {
+				return tx.CreateSandboxRecord(e.ctx, repository.NewSandbox{ID: "s", FeatureRunID: uuid.New()})
+			}},
+			{"PhaseResult", "feature run", func(tx *repository.Repository) error {
+				_, err := tx.CreatePhaseResult(e.ctx, repository.NewPhaseResult{FeatureRunID: uuid.New(), Phase: "plan"})
+				return err
+			}},
+			{"CTAEvent", "feature run", func(tx *repository.Repository) error {
+				return tx.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: "c", FeatureRunID: uuid.New()})
+			}},
+			{"InvocationOfMissingRun", "feature run", func(tx *repository.Repository) error {
+				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: uuid.New(), Agent: "a"})
+				return err
+			}},
+			{"InvocationOfMissingPhase", "phase result", func(tx *repository.Repository) error {
+				missing := uuid.New()
+				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &missing, Agent: "a"})
+				return err
+			}},
+			{"InvocationOfPhaseInAnotherRun", "phase result", func(tx *repository.Repository) error {
+				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &phaseOfOther, Agent: "a"})
+				return err
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				err := e.repo.Transaction(e.ctx, func(tx *repository.Repository) error { return c.create(tx) })
+				require.ErrorIs(t, err, repository.ErrNotFound)
+				assert.Contains(t, err.Error(), c.want)
+				assert.NotContains(t, err.Error(), "aborted")
+			})
+		}
+		assert.Zero(t, e.count("agent_invocations"))
+	})
 }
