@@ -40,6 +40,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"ListRuns", ListRuns},
 		{"ExpireCTAs", ExpireCTAs},
 		{"LeakedSandboxes", LeakedSandboxes},
+		{"Races", Races},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}
