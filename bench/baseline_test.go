@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,72 +36,58 @@ type pgxStore struct {
 
 var _ workload.Store = (*pgxStore)(nil)
 
-// The statements, with GORM's column order and quoting for the inserts.
+// The statements, as the repository renders them on PostgreSQL: GORM's
+// INSERT for creates, and for transitions the guarded UPDATE in a CTE beside
+// the read of the row's state (see repository/dialect_postgres.go).
 const (
-	insertFeatureRunSQL      = `INSERT INTO "feature_runs" ("id","phase","status","memories","metadata","error","created_at","updated_at","completed_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
-	insertSandboxSQL         = `INSERT INTO "sandboxes" ("id","feature_run_id","status","provider","metadata","created_at","updated_at","started_at","stopped_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
-	insertPhaseResultSQL     = `INSERT INTO "phase_results" ("id","feature_run_id","phase","status","output","error","created_at","updated_at","finished_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`
-	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","agent","model","status","input","steps","tool_calls","output","input_tokens","output_tokens","cost_nano_usd","error","created_at","updated_at","finished_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING`
-	insertCTAEventSQL        = `INSERT INTO "cta_events" ("id","feature_run_id","kind","status","request_data","response_data","expires_at","created_at","updated_at","resolved_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING`
+	insertFeatureRunSQL      = `INSERT INTO "feature_runs" ("id","phase","status","memories","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
+	insertSandboxSQL         = `INSERT INTO "sandboxes" ("id","feature_run_id","status","provider","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
+	insertPhaseResultSQL     = `INSERT INTO "phase_results" ("id","feature_run_id","phase","status","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING`
+	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","agent","model","status","input","input_tokens","output_tokens","cost_nano_usd","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING`
+	insertCTAEventSQL        = `INSERT INTO "cta_events" ("id","feature_run_id","kind","status","request_data","expires_at","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING`
 
-	updatePhaseSQL      = `UPDATE feature_runs SET phase = $1, updated_at = $2 WHERE id = $3 AND status = 'running' AND phase <> $4`
-	selectPhaseSQL      = `SELECT status, phase FROM feature_runs WHERE id = $1`
-	finishRunSQL        = `UPDATE feature_runs SET status = $1, error = $2, completed_at = $3, updated_at = $4 WHERE id = $5 AND status = 'running'`
-	finishPhaseSQL      = `UPDATE phase_results SET status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5 WHERE id = $6 AND status = 'running'`
-	finishInvocationSQL = `UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, cost_nano_usd = $7, error = $8, finished_at = $9, updated_at = $10 WHERE id = $11 AND status = 'running'`
-	resolveCTASQL       = `UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE id = $5 AND status = 'pending'`
+	updatePhaseSQL      = `WITH changed AS (UPDATE feature_runs SET phase = $1, updated_at = $2 WHERE status = 'running' AND phase <> $3 AND id = $4 RETURNING 1) SELECT (SELECT count(*) FROM changed), status, phase FROM feature_runs WHERE id = $4`
+	finishRunSQL        = `WITH changed AS (UPDATE feature_runs SET status = $1, error = $2, completed_at = $3, updated_at = $4 WHERE status = 'running' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM feature_runs WHERE id = $5`
+	finishPhaseSQL      = `WITH changed AS (UPDATE phase_results SET status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5 WHERE status = 'running' AND id = $6 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM phase_results WHERE id = $6`
+	finishInvocationSQL = `WITH changed AS (UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, cost_nano_usd = $7, error = $8, finished_at = $9, updated_at = $10 WHERE status = 'running' AND id = $11 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM agent_invocations WHERE id = $11`
+	resolveCTASQL       = `WITH changed AS (UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE status = 'pending' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM cta_events WHERE id = $5`
 
+	absent            = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
 	appendMemoriesSQL = `
 WITH new AS (
 	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
+), changed AS (
+	UPDATE feature_runs AS r
+	SET memories = r.memories || (SELECT jsonb_agg(n.v ORDER BY n.o) FROM new AS n WHERE ` + absent + `),
+		updated_at = $2
+	WHERE r.id = $3 AND r.status = 'running' AND (SELECT count(*) FROM new AS n WHERE ` + absent + `) > 0
+	RETURNING 1
 )
-UPDATE feature_runs AS r
-SET memories = r.memories || (
-		SELECT jsonb_agg(n.v ORDER BY n.o) FROM new n
-		WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-	),
-	updated_at = $2
-WHERE r.id = $3 AND r.status = 'running' AND (
-	SELECT count(*) FROM new n
-	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-) > 0`
-	memoriesStateSQL = `
-SELECT r.status, (
-	SELECT count(*) FROM jsonb_array_elements(CAST($1 AS jsonb)) AS n(v)
-	WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)
-) AS missing
-FROM feature_runs AS r WHERE r.id = $2`
+SELECT c.n, r.status, CASE WHEN c.n = 0 THEN (SELECT count(*) FROM new AS n WHERE ` + absent + `) ELSE 0 END
+FROM feature_runs AS r, (SELECT count(*) AS n FROM changed) AS c
+WHERE r.id = $3`
 )
-
-// selectStatusSQL is, for each table, the read of a row's status that tells
-// a replay from a refused transition.
-var selectStatusSQL = map[string]string{
-	"feature_runs":      `SELECT status FROM feature_runs WHERE id = $1`,
-	"sandboxes":         `SELECT status FROM sandboxes WHERE id = $1`,
-	"phase_results":     `SELECT status FROM phase_results WHERE id = $1`,
-	"agent_invocations": `SELECT status FROM agent_invocations WHERE id = $1`,
-	"cta_events":        `SELECT status FROM cta_events WHERE id = $1`,
-}
 
 // updateSandboxSQL is, for each status a sandbox can move to, the guarded
-// UPDATE with one placeholder per status it may move from, as GORM expands
-// the repository's "status IN ?".
+// UPDATE with the statuses it may move from written in, as the repository
+// renders it.
 var updateSandboxSQL = func() map[models.SandboxStatus]string {
 	m := make(map[models.SandboxStatus]string, len(sandboxSources))
 	for to, from := range sandboxSources {
-		if len(from) == 0 {
-			continue
+		guard := "FALSE"
+		if len(from) > 0 {
+			in := make([]string, len(from))
+			for i, s := range from {
+				in[i] = "'" + string(s) + "'"
+			}
+			guard = "status IN (" + strings.Join(in, ", ") + ")"
 		}
-		ph := make([]string, len(from))
-		for i := range from {
-			ph[i] = "$" + strconv.Itoa(6+i)
-		}
-		m[to] = `UPDATE sandboxes SET status = $1, updated_at = $2, started_at = COALESCE(started_at, $3), stopped_at = COALESCE(stopped_at, $4) WHERE id = $5 AND status IN (` + strings.Join(ph, ",") + `)`
+		m[to] = `WITH changed AS (UPDATE sandboxes SET status = $1, updated_at = $2, started_at = COALESCE(started_at, $3), stopped_at = COALESCE(stopped_at, $4) WHERE ` + guard + ` AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM sandboxes WHERE id = $5`
 	}
 	return m
 }()
 
-var sandboxSources = map[models.SandboxStatus][]any{
+var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 	models.SandboxCreating: nil,
 	models.SandboxRunning:  {models.SandboxCreating, models.SandboxPaused},
 	models.SandboxPaused:   {models.SandboxRunning},
@@ -168,25 +155,28 @@ func (s *pgxStore) exec(ctx context.Context, query string, args ...any) (int64, 
 	return tag.RowsAffected(), err
 }
 
-// transition runs a guarded UPDATE and, when it changed no row, reads the
-// row's status to tell a replay from a missing row or a refused transition.
-func (s *pgxStore) transition(ctx context.Context, table string, id any, to string, query string, args ...any) error {
-	if query != "" {
-		if n, err := s.exec(ctx, query, args...); err != nil || n > 0 {
+// transition runs a guarded update with the read of the row's state in one
+// statement, and judges the state as the repository does: a row the update
+// changed is done; otherwise the state is a replay (to), a refusal, or,
+// when the guard would match it (from), a row that changed under the
+// statement, which then runs again.
+func (s *pgxStore) transition(ctx context.Context, table, id, to string, from []string, query string, args ...any) error {
+	for {
+		var changed int64
+		var status string
+		err := s.pool.QueryRow(ctx, query, args...).Scan(&changed, &status)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return repository.ErrNotFound
+		case err != nil:
 			return err
+		case changed > 0 || status == to:
+			return nil
+		case slices.Contains(from, status):
+			continue
 		}
+		return &repository.TransitionError{Table: table, ID: id, From: status, To: to}
 	}
-	var status string
-	err := s.pool.QueryRow(ctx, selectStatusSQL[table], id).Scan(&status)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return repository.ErrNotFound
-	case err != nil:
-		return err
-	case status == to:
-		return nil
-	}
-	return &repository.TransitionError{Table: table, ID: fmt.Sprint(id), From: status, To: to}
 }
 
 // CreateFeatureRun implements workload.Store.
@@ -204,26 +194,28 @@ func (s *pgxStore) CreateFeatureRun(ctx context.Context, in repository.NewFeatur
 		return uuid.Nil, err
 	}
 	t := now()
-	_, err = s.exec(ctx, insertFeatureRunSQL, id, in.Phase, models.RunRunning, memories, metadata, nil, t, t, nil)
+	_, err = s.exec(ctx, insertFeatureRunSQL, id.String(), in.Phase, string(models.RunRunning), memories, metadata, t, t)
 	return id, err
 }
 
 // UpdateFeatureRunPhase implements workload.Store.
 func (s *pgxStore) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID, phase string) error {
-	if n, err := s.exec(ctx, updatePhaseSQL, phase, now(), runID, phase); err != nil || n > 0 {
-		return err
+	for {
+		var changed int64
+		var status, current string
+		err := s.pool.QueryRow(ctx, updatePhaseSQL, phase, now(), phase, runID.String()).Scan(&changed, &status, &current)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return repository.ErrNotFound
+		case err != nil:
+			return err
+		case changed > 0 || current == phase:
+			return nil
+		case status == string(models.RunRunning):
+			continue
+		}
+		return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: string(models.RunRunning), Detail: "phase " + phase}
 	}
-	var status, current string
-	err := s.pool.QueryRow(ctx, selectPhaseSQL, runID).Scan(&status, &current)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return repository.ErrNotFound
-	case err != nil:
-		return err
-	case current == phase:
-		return nil
-	}
-	return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status + " in phase " + current, To: "phase " + phase}
 }
 
 // UpdateFeatureRunMemories implements workload.Store.
@@ -235,21 +227,22 @@ func (s *pgxStore) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UUID
 	if err != nil {
 		return err
 	}
-	if n, err := s.exec(ctx, appendMemoriesSQL, values, now(), runID); err != nil || n > 0 {
-		return err
+	for {
+		var changed, missing int64
+		var status string
+		err := s.pool.QueryRow(ctx, appendMemoriesSQL, values, now(), runID.String()).Scan(&changed, &status, &missing)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return repository.ErrNotFound
+		case err != nil:
+			return err
+		case changed > 0 || missing == 0:
+			return nil
+		case status == string(models.RunRunning):
+			continue
+		}
+		return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: string(models.RunRunning), Detail: strconv.FormatInt(missing, 10) + " new memories"}
 	}
-	var status string
-	var missing int64
-	err = s.pool.QueryRow(ctx, memoriesStateSQL, values, runID).Scan(&status, &missing)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return repository.ErrNotFound
-	case err != nil:
-		return err
-	case missing == 0:
-		return nil
-	}
-	return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: "running with new memories"}
 }
 
 // CompleteFeatureRun implements workload.Store.
@@ -264,7 +257,7 @@ func (s *pgxStore) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
 
 func (s *pgxStore) finishRun(ctx context.Context, runID uuid.UUID, to models.RunStatus) error {
 	t := now()
-	return s.transition(ctx, "feature_runs", runID, string(to), finishRunSQL, to, nil, t, t, runID)
+	return s.transition(ctx, "feature_runs", runID.String(), string(to), []string{string(models.RunRunning)}, finishRunSQL, string(to), nil, t, t, runID.String())
 }
 
 // CreateSandboxRecord implements workload.Store.
@@ -274,7 +267,7 @@ func (s *pgxStore) CreateSandboxRecord(ctx context.Context, in repository.NewSan
 		return err
 	}
 	t := now()
-	_, err = s.exec(ctx, insertSandboxSQL, in.ID, in.FeatureRunID, models.SandboxCreating, in.Provider, metadata, t, t, nil, nil)
+	_, err = s.exec(ctx, insertSandboxSQL, in.ID, in.FeatureRunID.String(), string(models.SandboxCreating), in.Provider, metadata, t, t)
 	return err
 }
 
@@ -284,20 +277,19 @@ func (s *pgxStore) UpdateSandboxStatus(ctx context.Context, sandboxID string, st
 	if !ok {
 		return fmt.Errorf("unknown sandbox status %q", status)
 	}
-	query := updateSandboxSQL[status]
-	var args []any
-	if query != "" {
-		t := now()
-		var startedAt, stoppedAt any
-		if status == models.SandboxRunning {
-			startedAt = t
-		}
-		if status.Terminal() {
-			stoppedAt = t
-		}
-		args = append([]any{status, t, startedAt, stoppedAt, sandboxID}, sources...)
+	t := now()
+	var startedAt, stoppedAt any
+	if status == models.SandboxRunning {
+		startedAt = t
 	}
-	return s.transition(ctx, "sandboxes", sandboxID, string(status), query, args...)
+	if status.Terminal() {
+		stoppedAt = t
+	}
+	from := make([]string, len(sources))
+	for i, src := range sources {
+		from[i] = string(src)
+	}
+	return s.transition(ctx, "sandboxes", sandboxID, string(status), from, updateSandboxSQL[status], string(status), t, startedAt, stoppedAt, sandboxID)
 }
 
 // CreatePhaseResult implements workload.Store.
@@ -307,7 +299,7 @@ func (s *pgxStore) CreatePhaseResult(ctx context.Context, in repository.NewPhase
 		return uuid.Nil, err
 	}
 	t := now()
-	_, err = s.exec(ctx, insertPhaseResultSQL, id, in.FeatureRunID, in.Phase, models.PhaseRunning, nil, nil, t, t, nil)
+	_, err = s.exec(ctx, insertPhaseResultSQL, id.String(), in.FeatureRunID.String(), in.Phase, string(models.PhaseRunning), t, t)
 	return id, err
 }
 
@@ -327,7 +319,7 @@ func (s *pgxStore) FailPhaseResult(ctx context.Context, phaseResultID uuid.UUID)
 
 func (s *pgxStore) finishPhase(ctx context.Context, id uuid.UUID, to models.PhaseStatus, output any) error {
 	t := now()
-	return s.transition(ctx, "phase_results", id, string(to), finishPhaseSQL, to, output, nil, t, t, id)
+	return s.transition(ctx, "phase_results", id.String(), string(to), []string{string(models.PhaseRunning)}, finishPhaseSQL, string(to), output, nil, t, t, id.String())
 }
 
 // CreateAgentInvocation implements workload.Store.
@@ -341,8 +333,12 @@ func (s *pgxStore) CreateAgentInvocation(ctx context.Context, in repository.NewA
 		return uuid.Nil, err
 	}
 	t := now()
-	_, err = s.exec(ctx, insertAgentInvocationSQL, id, in.FeatureRunID, in.PhaseResultID, in.Agent, in.Model,
-		models.InvocationRunning, input, nil, nil, nil, 0, 0, 0, nil, t, t, nil)
+	var phaseResultID any
+	if in.PhaseResultID != nil {
+		phaseResultID = in.PhaseResultID.String()
+	}
+	_, err = s.exec(ctx, insertAgentInvocationSQL, id.String(), in.FeatureRunID.String(), phaseResultID, in.Agent, in.Model,
+		string(models.InvocationRunning), input, 0, 0, 0, t, t)
 	return id, err
 }
 
@@ -362,8 +358,8 @@ func (s *pgxStore) CompleteAgentInvocation(ctx context.Context, invocationID uui
 	}
 	t := now()
 	to := models.InvocationCompleted
-	return s.transition(ctx, "agent_invocations", invocationID, string(to), finishInvocationSQL,
-		to, steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CostNanoUSD, nil, t, t, invocationID)
+	return s.transition(ctx, "agent_invocations", invocationID.String(), string(to), []string{string(models.InvocationRunning)}, finishInvocationSQL,
+		string(to), steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CostNanoUSD, nil, t, t, invocationID.String())
 }
 
 // CreateCTAEvent implements workload.Store.
@@ -377,7 +373,7 @@ func (s *pgxStore) CreateCTAEvent(ctx context.Context, in repository.NewCTAEvent
 		expiresAt = in.ExpiresAt.UTC().Truncate(time.Microsecond)
 	}
 	t := now()
-	_, err = s.exec(ctx, insertCTAEventSQL, in.ID, in.FeatureRunID, in.Kind, models.CTAPending, request, nil, expiresAt, t, t, nil)
+	_, err = s.exec(ctx, insertCTAEventSQL, in.ID, in.FeatureRunID.String(), in.Kind, string(models.CTAPending), request, expiresAt, t, t)
 	return err
 }
 
@@ -397,5 +393,5 @@ func (s *pgxStore) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
 
 func (s *pgxStore) resolveCTA(ctx context.Context, id string, to models.CTAStatus, response any) error {
 	t := now()
-	return s.transition(ctx, "cta_events", id, string(to), resolveCTASQL, to, response, t, t, id)
+	return s.transition(ctx, "cta_events", id, string(to), []string{string(models.CTAPending)}, resolveCTASQL, string(to), response, t, t, id)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Repository records what the pipeline does. It is safe for concurrent use.
@@ -90,13 +91,24 @@ func (r *Repository) start(ctx context.Context) error {
 const primaryHint = "gorm:db_resolver:write"
 
 // statement returns a fresh statement of table holding a rendered query
-// and its vars, ready for a callback chain.
+// and its vars, ready for a callback chain. It is the instance GORM's
+// chain methods start from (the DB's configuration, connection pool or
+// transaction, and hook setting, with an empty statement), made directly:
+// through Session it would copy the configuration and a statement more on
+// every write.
 func (r *Repository) statement(ctx context.Context, table, query string, vars []any) *gorm.DB {
-	tx := r.db.Session(&gorm.Session{NewDB: true, Context: ctx, Initialized: true})
-	tx.Statement.Table = table
+	tx := &gorm.DB{Config: r.db.Config}
+	tx.Statement = &gorm.Statement{
+		DB:        tx,
+		ConnPool:  r.db.Statement.ConnPool,
+		Context:   ctx,
+		Clauses:   map[string]clause.Clause{},
+		Table:     table,
+		Vars:      vars,
+		SkipHooks: r.db.Statement.SkipHooks,
+	}
 	tx.Statement.SQL.Grow(len(query))
 	tx.Statement.SQL.WriteString(query)
-	tx.Statement.Vars = vars
 	return tx
 }
 
