@@ -1,20 +1,22 @@
 // Package bench measures what the repository's convenience costs: each of
 // its fifteen writes, on PostgreSQL, against a baseline that sends the same
-// SQL statement hand-written over pgx. It holds benchmarks and the test
-// that keeps the comparison fair; scripts/bench.sh runs the benchmarks and
-// writes BENCHMARKS.md. To run some directly:
+// SQL statement hand-written over pgx, and against a naive port to GORM of
+// the original TypeScript plan. It holds benchmarks and the tests that keep
+// the comparison fair; scripts/bench.sh runs the benchmarks and writes
+// BENCHMARKS.md. To run some directly:
 //
 //	go test ./bench/ -run '^$' -bench 'Write|Replay' -benchtime 1500x -count 6
 //
 // # Benchmarks
 //
-// Every benchmark has two sides, named by the impl key so that benchstat
-// pairs them (benchstat -col /impl):
+// Every benchmark has three sides, named by the impl key so that benchstat
+// puts them side by side (benchstat -col /impl), except
+// BenchmarkAppendScaling, which has the first two:
 //
 //   - impl=repository is repository.New on a *gorm.DB of GORM's default
-//     configuration (its logger writes to stderr instead of stdout, where a
-//     warning would split a result line) over database/sql and pgx's stdlib
-//     driver.
+//     configuration (but its logger's output is discarded, since go test
+//     would print a warning on stdout, splitting a result line) over
+//     database/sql and pgx's stdlib driver.
 //   - impl=pgx is the baseline: a pgxpool and the same SQL text, with NULL
 //     bound as a parameter where GORM writes it inline. It does no input
 //     validation, but encodes JSON arguments with canonjson.Marshal as the
@@ -22,6 +24,17 @@
 //     returns the repository's outcomes (nil, ErrNotFound, a
 //     *repository.TransitionError), so the workload can drive either, and
 //     TestBaselineWritesLikeRepository checks that both leave the same rows.
+//   - impl=naive is what a GORM user would write from the TypeScript plan,
+//     on GORM's default configuration (but for the logger, and
+//     TranslateError to recognise a missing parent), so every write is a
+//     transaction of its own. A transition is an Updates guarded by the
+//     statuses it may leave, then, when it changed no row, a First of the
+//     row; a create is Create with ON CONFLICT DO NOTHING, a random ID when
+//     none is given and JSON from encoding/json; the memory append reads
+//     the run, merges in Go and writes the whole array back, in a
+//     transaction without a row lock. It returns the repository's outcomes,
+//     which TestNaiveOutcomesLikeRepository checks call by call, but not
+//     quite its rows, which no test compares.
 //
 // The benchmarks are:
 //
@@ -39,13 +52,19 @@
 //   - BenchmarkAppendScaling/stored=N: a memory append to a run that holds
 //     10, 1,000 or 10,000 memories.
 //
+// The statements named above are those of the repository and pgx. The
+// naive side wraps each write in BEGIN and COMMIT, reads the whole row
+// where the others read its status, and rewrites the row on a replayed
+// phase change, since it guards that by status alone.
+//
 // Besides time, B/op and allocs/op, each reports per op:
 //
 //   - sent-B/op and recv-B/op: the bytes written to and read from the
 //     store's connections, counted by a net.Conn wrapper that pgx dials
-//     through. Equal bytes on both sides show they send the same statement
-//     and arguments; a constant sent-B/op across BenchmarkAppendScaling
-//     shows an append sends only the new values, not the stored array.
+//     through. Equal bytes for the repository and pgx show they send the
+//     same statement and arguments; a constant sent-B/op across
+//     BenchmarkAppendScaling shows an append sends only the new values, not
+//     the stored array.
 //   - cpu-sec/op: the CPU time of the whole test process (user and system,
 //     from getrusage; Unix only), so the client's share of the cost without
 //     the server's, which on a shared machine is steadier than wall time.
@@ -58,18 +77,19 @@
 // TEST_POSTGRES_DSN (default: internal/dbtest's), migrates it with
 // migrate.Up, and TestMain drops it when the benchmarks end (a process
 // killed before then leaves it behind, named persistence_bench_*). Without
-// a server the benchmarks and the test skip, or fail when CI is set. A
-// plain `go test` runs only TestBaselineWritesLikeRepository, which takes
-// about a second, and -short skips it.
+// a server the benchmarks and the tests skip, or fail when CI is set. A
+// plain `go test` runs only TestBaselineWritesLikeRepository and
+// TestNaiveOutcomesLikeRepository, which take about a second, and -short
+// skips them.
 //
-// Both sides write to the same tables in the same database, each through a
+// All sides write to the same tables in the same database, each through a
 // pool of at most 8 connections (the workload's worker count), with pgx's
 // default statement cache, so each statement is prepared once per
 // connection and every later execution is one round trip.
 //
 // The database sets synchronous_commit to BENCH_SYNCHRONOUS_COMMIT, or off
 // by default: then a commit does not wait for its WAL flush, which costs
-// both sides the same and on a shared virtual disk is slow and erratic
+// every side the same and on a shared virtual disk is slow and erratic
 // enough (1 to 3 ms here) to hide the client-side difference the
 // benchmarks are about. Set it to on to measure durable commits.
 package bench

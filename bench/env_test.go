@@ -30,14 +30,14 @@ import (
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// poolSize is the connection limit of both pools: as many connections as the
-// concurrent workload has workers, so neither side queues for a connection
+// poolSize is the connection limit of every pool: as many connections as the
+// concurrent workload has workers, so no side queues for a connection
 // and database/sql never closes an idle one it will need again.
 const poolSize = 8
 
 // synchronousCommit is the synchronous_commit of the benchmark database:
 // BENCH_SYNCHRONOUS_COMMIT, or off. With off a commit does not wait for its
-// WAL to reach the disk. That wait is the same for both sides, and on a
+// WAL to reach the disk. That wait is the same for every side, and on a
 // shared disk it is long and erratic enough to bury the client-side cost
 // the benchmarks compare; set BENCH_SYNCHRONOUS_COMMIT=on to include it.
 func synchronousCommit() string {
@@ -48,36 +48,52 @@ func synchronousCommit() string {
 }
 
 // env is the database every benchmark of one process runs against, with the
-// two stores under comparison writing to the same tables.
+// three stores under comparison writing to the same tables.
 type env struct {
 	admin  *sql.DB
 	dbName string
 
-	sqlDB *sql.DB
-	repo  *repository.Repository
-	pool  *pgxpool.Pool
-	base  *pgxStore
+	sqlDB    *sql.DB
+	repo     *repository.Repository
+	pool     *pgxpool.Pool
+	base     *pgxStore
+	naiveSQL *sql.DB
+	naive    *naiveStore
 
-	// repoIO and pgxIO count the bytes each side's connections carry.
-	repoIO, pgxIO ioCounter
+	// repoIO, pgxIO and naiveIO count the bytes each side's connections
+	// carry.
+	repoIO, pgxIO, naiveIO ioCounter
 }
 
 // store returns the side of the comparison that impl names.
 func (e *env) store(impl string) (workload.Store, *ioCounter) {
-	if impl == implRepository {
+	switch impl {
+	case implRepository:
 		return e.repo, &e.repoIO
+	case implNaive:
+		return e.naive, &e.naiveIO
 	}
 	return e.base, &e.pgxIO
 }
 
 // The values of the impl key in benchmark names, so that benchstat can put
-// the two sides of each operation next to each other.
+// the sides of each operation next to each other.
 const (
 	implRepository = "repository"
 	implPGX        = "pgx"
+	implNaive      = "naive"
 )
 
-var impls = []string{implRepository, implPGX}
+var impls = []string{implRepository, implPGX, implNaive}
+
+// discardLogger is the logger of both GORM sides. It keeps GORM's default
+// level and slow-statement threshold, but discards what it writes: go test
+// prints the test's stderr on stdout too, where a warning would split a
+// result line.
+var discardLogger = logger.New(log.New(io.Discard, "", 0), logger.Config{
+	SlowThreshold: 200 * time.Millisecond,
+	LogLevel:      logger.Warn,
+})
 
 var shared struct {
 	once sync.Once
@@ -120,7 +136,7 @@ func newEnv(admin *sql.DB) (*env, error) {
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+e.dbName); err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
-	// The database's own setting reaches every connection of both pools,
+	// The database's own setting reaches every connection of every pool,
 	// and only those.
 	if _, err := admin.ExecContext(ctx, "ALTER DATABASE "+e.dbName+" SET synchronous_commit = '"+strings.ReplaceAll(synchronousCommit(), "'", "''")+"'"); err != nil {
 		return nil, errors.Join(fmt.Errorf("set synchronous_commit: %w", err), e.close())
@@ -140,21 +156,14 @@ func (e *env) open(ctx context.Context) error {
 	cfg.MaxConns = poolSize
 
 	// The repository's side: GORM with its default configuration over
-	// database/sql and pgx's stdlib driver, as a caller would open it. The
-	// logger keeps GORM's default level and slow-statement threshold, but
-	// discards what it writes: go test prints the test's stderr on stdout
-	// too, where a warning would split a result line.
+	// database/sql and pgx's stdlib driver, as a caller would open it, with
+	// its logger's output discarded.
 	repoConn := *cfg.ConnConfig.Copy()
 	repoConn.DialFunc = e.repoIO.dial(cfg.ConnConfig.DialFunc)
 	e.sqlDB = stdlib.OpenDB(repoConn)
 	e.sqlDB.SetMaxOpenConns(poolSize)
 	e.sqlDB.SetMaxIdleConns(poolSize)
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: e.sqlDB}), &gorm.Config{
-		Logger: logger.New(log.New(io.Discard, "", 0), logger.Config{
-			SlowThreshold: 200 * time.Millisecond,
-			LogLevel:      logger.Warn,
-		}),
-	})
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: e.sqlDB}), &gorm.Config{Logger: discardLogger})
 	if err != nil {
 		return fmt.Errorf("open gorm: %w", err)
 	}
@@ -162,6 +171,10 @@ func (e *env) open(ctx context.Context) error {
 		return err
 	}
 	e.repo = repository.New(db)
+
+	if err := e.openNaive(cfg.ConnConfig.Copy()); err != nil {
+		return err
+	}
 
 	// The baseline's side: a pgxpool with the same connection settings.
 	cfg.ConnConfig.DialFunc = e.pgxIO.dial(cfg.ConnConfig.DialFunc)
@@ -172,13 +185,16 @@ func (e *env) open(ctx context.Context) error {
 	return nil
 }
 
-// close closes both pools and drops the database.
+// close closes the pools and drops the database.
 func (e *env) close() error {
 	if e.pool != nil {
 		e.pool.Close()
 	}
 	if e.sqlDB != nil {
 		_ = e.sqlDB.Close()
+	}
+	if e.naiveSQL != nil {
+		_ = e.naiveSQL.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -40,7 +40,10 @@ SELECT 'cta_events', jsonb_agg(to_jsonb(c) - '{id,feature_run_id,created_at,upda
 
 // TestBaselineWritesLikeRepository checks that the comparison is fair: the
 // baseline, driven by the same workload, passes the same step checks, in
-// order and replayed, and leaves the same rows behind.
+// order and replayed, and leaves the same rows behind. The naive side is
+// held to the step checks only, not to the rows: it stores what a plain
+// GORM port stores (see naiveStore), and TestNaiveOutcomesLikeRepository
+// compares its outcomes call by call.
 func TestBaselineWritesLikeRepository(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates a database of its own")
@@ -58,6 +61,9 @@ func TestBaselineWritesLikeRepository(t *testing.T) {
 					t.Fatalf("%s: %v", impl, err)
 				}
 			}
+		}
+		if impl == implNaive {
+			continue
 		}
 		rows, _ := e.pool.Query(ctx, rowsOfRun, workload.RunID(key))
 		written, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Table, Rows string }])

@@ -24,7 +24,7 @@ func BenchmarkWorkload(b *testing.B) {
 		for _, impl := range impls {
 			b.Run("workers="+strconv.Itoa(workers)+"/impl="+impl, func(b *testing.B) {
 				st, io := e.store(impl)
-				// Same seeds for both sides, so both write the same data;
+				// Same seeds for every side, so all write the same data;
 				// a fresh key per run, so no run replays an earlier one.
 				prefix := randomHex(8) + "/"
 				runs := make([][]workload.Step, b.N)

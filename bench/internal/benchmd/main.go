@@ -1,10 +1,10 @@
 // Command benchmd turns the CSV that benchstat prints for the benchmarks of
-// package bench, with the impl key as columns (pgx first, as the base), into
-// the Markdown tables of BENCHMARKS.md.
+// package bench, with the impl key as columns (pgx first, as the base, then
+// repository and naive), into the Markdown tables of BENCHMARKS.md.
 //
 // Usage:
 //
-//	benchstat -format csv -col '/impl@(pgx repository)' results.txt | benchmd
+//	benchstat -format csv -col '/impl@(pgx repository naive)' results.txt | benchmd
 package main
 
 import (
@@ -29,10 +29,12 @@ type cell struct {
 	ci     string // benchstat's confidence interval, such as "±3%"
 }
 
-// row is one benchmark in one unit: both sides and benchstat's comparison.
+// row is one benchmark in one unit: each side, and benchstat's comparison
+// of the repository with pgx. naive is zero where that side has no
+// samples, as in BenchmarkAppendScaling.
 type row struct {
-	pgx, repo cell
-	delta     string // benchstat's "vs base" and P columns
+	pgx, repo, naive cell
+	delta            string // benchstat's "vs base" and P columns
 }
 
 // results maps a unit, such as "sec/op", then a benchmark name without its
@@ -71,8 +73,8 @@ func parse(r io.Reader) (results, []string, error) {
 		}
 		switch {
 		case fields[0] == "" && len(fields) > 1 && fields[1] == "pgx":
-			if len(fields) < 4 || fields[3] != "repository" {
-				return nil, nil, fmt.Errorf("want columns pgx then repository, got %q", line)
+			if len(fields) < 8 || fields[3] != "repository" || fields[7] != "naive" {
+				return nil, nil, fmt.Errorf("want columns pgx, repository then naive, got %q", line)
 			}
 		case fields[0] == "":
 			unit = fields[1]
@@ -87,13 +89,20 @@ func parse(r io.Reader) (results, []string, error) {
 			name := procsSuffix.ReplaceAllString(fields[0], "")
 			pgx, err1 := parseCell(fields[1], fields[2])
 			repo, err2 := parseCell(fields[3], fields[4])
-			if err := errors.Join(err1, err2); err != nil {
+			// benchstat ends a row after the repository's columns when
+			// naive has no samples of the benchmark.
+			var naive cell
+			var err3 error
+			if len(fields) >= 9 {
+				naive, err3 = parseCell(fields[7], fields[8])
+			}
+			if err := errors.Join(err1, err2, err3); err != nil {
 				return nil, nil, fmt.Errorf("%q: %w", line, err)
 			}
 			if !slices.Contains(order, name) {
 				order = append(order, name)
 			}
-			res[unit][name] = row{pgx: pgx, repo: repo, delta: strings.TrimSpace(fields[5] + " " + fields[6])}
+			res[unit][name] = row{pgx: pgx, repo: repo, naive: naive, delta: strings.TrimSpace(fields[5] + " " + fields[6])}
 		}
 	}
 	return res, order, sc.Err()
@@ -134,14 +143,15 @@ func write(w io.Writer, res results, order []string) error {
 
 	p.f("\n## Whole workload\n\n")
 	p.f("One op is one simulated feature run of 80 steps (1 run, 5 phases, 20 invocations, 2 sandboxes, 3 CTA events, 50 memories).\n\n")
-	p.f("| workers | pgx time/run | repository time/run | ratio | pgx runs/s | repository runs/s | client CPU/run pgx | client CPU/run repository | CPU ratio | allocs/run pgx | allocs/run repository | B/run pgx | B/run repository |\n")
-	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p.f("| workers | pgx time/run | repository time/run | ratio | naive time/run | ratio vs naive | pgx runs/s | repository runs/s | client CPU/run pgx | client CPU/run repository | CPU ratio | allocs/run pgx | allocs/run repository | B/run pgx | B/run repository |\n")
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, n := range group("Workload/") {
 		t, cpu := times[n], p.res["cpu-sec/op"][n]
-		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), p.ratio(t),
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
+			duration(t.naive), ratio(t.repo, t.naive),
 			p.plain("runs/s", n, true), p.plain("runs/s", n, false),
-			duration(cpu.pgx), duration(cpu.repo), p.ratio(cpu),
+			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
 			p.plain("B/op", n, true), p.plain("B/op", n, false))
 	}
@@ -154,7 +164,7 @@ func write(w io.Writer, res results, order []string) error {
 	for _, n := range names {
 		t, base := times[n], times[names[0]]
 		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimPrefix(n, "AppendScaling/stored="), duration(t.pgx), duration(t.repo), p.ratio(t),
+			strings.TrimPrefix(n, "AppendScaling/stored="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
 			growth(t.pgx, base.pgx), growth(t.repo, base.repo),
 			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false),
 			p.plain("recv-B/op", n, true), p.plain("recv-B/op", n, false))
@@ -176,28 +186,30 @@ func (p *printer) f(format string, args ...any) {
 
 // writes prints the table of the write benchmarks names.
 func (p *printer) writes(names []string, prefix string) {
-	p.f("| operation | pgx | repository | ratio | ≤ %.2fx | benchstat (repository vs pgx) | client CPU pgx | client CPU repository | CPU ratio | allocs/op pgx | allocs/op repository | B/op pgx | B/op repository | sent B/op pgx / repository |\n", target)
-	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p.f("| operation | pgx | repository | ratio | ≤ %.2fx | benchstat (repository vs pgx) | naive | ratio vs naive | client CPU pgx | client CPU repository | CPU ratio | allocs/op pgx | allocs/op repository | B/op pgx | B/op repository | sent B/op pgx / repository |\n", target)
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, n := range names {
 		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
 		ok := "no"
 		if t.pgx.median > 0 && t.repo.median/t.pgx.median <= target {
 			ok = "yes"
 		}
-		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
-			strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), p.ratio(t), ok, t.delta,
-			duration(cpu.pgx), duration(cpu.repo), p.ratio(cpu),
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
+			strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx), ok, t.delta,
+			duration(t.naive), ratio(t.repo, t.naive),
+			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
 			p.plain("B/op", n, true), p.plain("B/op", n, false),
 			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false))
 	}
 }
 
-func (p *printer) ratio(r row) string {
-	if r.pgx.median == 0 || r.repo.median == 0 {
+// ratio is the median of c over that of base.
+func ratio(c, base cell) string {
+	if c.median == 0 || base.median == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2fx", r.repo.median/r.pgx.median)
+	return fmt.Sprintf("%.2fx", c.median/base.median)
 }
 
 // plain is the median of one side of benchmark name in unit, without its
