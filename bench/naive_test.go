@@ -146,7 +146,7 @@ func (s *naiveStore) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if run.Phase == phase {
 		return nil
 	}
-	return &repository.TransitionError{Table: run.TableName(), ID: runID.String(), From: string(run.Status) + " in phase " + run.Phase, To: "phase " + phase}
+	return &repository.TransitionError{Table: run.TableName(), ID: runID.String(), From: string(run.Status), To: string(models.RunRunning), Detail: "phase " + phase}
 }
 
 // UpdateFeatureRunMemories implements workload.Store.
@@ -202,7 +202,7 @@ func (s *naiveStore) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 		case !added:
 			return nil
 		case run.Status != models.RunRunning:
-			return &repository.TransitionError{Table: run.TableName(), ID: runID.String(), From: string(run.Status), To: "running with new memories"}
+			return &repository.TransitionError{Table: run.TableName(), ID: runID.String(), From: string(run.Status), To: string(models.RunRunning), Detail: "new memories"}
 		}
 		b, err := json.Marshal(stored)
 		if err != nil {
@@ -462,13 +462,13 @@ var outcomeProbes = []outcomeProbe{
 	{"CreateCTAEvent/missing run", "not found", func(ctx context.Context, st workload.Store, s seeder) error {
 		return st.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "cta-" + uuid.NewString(), FeatureRunID: uuid.New(), Kind: "approval"})
 	}},
-	{"UpdateFeatureRunPhase/completed", "refused: feature_runs completed in phase plan -> phase implement", func(ctx context.Context, st workload.Store, s seeder) error {
+	{"UpdateFeatureRunPhase/completed", "refused: feature_runs completed -> running", func(ctx context.Context, st workload.Store, s seeder) error {
 		return st.UpdateFeatureRunPhase(ctx, s.runs(1, models.RunCompleted, 0)[0], "implement")
 	}},
 	{"UpdateFeatureRunPhase/completed, same phase", "nil", func(ctx context.Context, st workload.Store, s seeder) error {
 		return st.UpdateFeatureRunPhase(ctx, s.runs(1, models.RunCompleted, 0)[0], "plan")
 	}},
-	{"UpdateFeatureRunMemories/failed, new", "refused: feature_runs failed -> running with new memories", func(ctx context.Context, st workload.Store, s seeder) error {
+	{"UpdateFeatureRunMemories/failed, new", "refused: feature_runs failed -> running", func(ctx context.Context, st workload.Store, s seeder) error {
 		return st.UpdateFeatureRunMemories(ctx, s.runs(1, models.RunFailed, 2)[0], []any{"stored 1", "new"})
 	}},
 	{"UpdateFeatureRunMemories/failed, present in another spelling", "nil", func(ctx context.Context, st workload.Store, s seeder) error {
