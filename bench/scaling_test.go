@@ -14,7 +14,9 @@ import (
 const scalingSeedBudget = 200_000
 
 // BenchmarkAppendScaling measures a memory append of two new values to a
-// run that already holds 10, 1,000 or 10,000 memories. The append runs on
+// run that already holds 10, 1,000, 10,000 or 20,000 memories, and, as
+// stored=10000-replay, a replayed append of two values already among
+// 10,000, which must find them without writing. The append runs on
 // the server, so what the client sends (sent-B/op) must not grow with the
 // stored array; the server's work does, as it compares each new value with
 // every stored one and writes the whole array back.
@@ -25,7 +27,7 @@ const scalingSeedBudget = 200_000
 // repository with pgx only.
 func BenchmarkAppendScaling(b *testing.B) {
 	e := setup(b)
-	for _, stored := range []int{10, 1_000, 10_000} {
+	for _, stored := range []int{10, 1_000, 10_000, 20_000} {
 		for _, impl := range []string{implRepository, implPGX} {
 			b.Run("stored="+strconv.Itoa(stored)+"/impl="+impl, func(b *testing.B) {
 				ctx := b.Context()
@@ -37,5 +39,16 @@ func BenchmarkAppendScaling(b *testing.B) {
 				})
 			})
 		}
+	}
+	for _, impl := range []string{implRepository, implPGX} {
+		b.Run("stored=10000-replay/impl="+impl, func(b *testing.B) {
+			ctx := b.Context()
+			st, io := e.store(impl)
+			run := seeder{b: b, ctx: ctx, e: e}.runs(1, models.RunRunning, 10_000)[0]
+			present := []any{"stored 5000", "stored 10000"}
+			measure(b, io, func(int) error {
+				return st.UpdateFeatureRunMemories(ctx, run, present)
+			})
+		})
 	}
 }

@@ -157,7 +157,7 @@ func write(w io.Writer, res results, order []string) error {
 	}
 
 	p.f("\n## Memory append scaling\n\n")
-	p.f("An append of two new values to a run already holding the stated number of memories. *vs 10* is each side's time relative to its time with 10 stored. *sent* and *received* are the bytes on the wire per append.\n\n")
+	p.f("An append of two new values to a run already holding the stated number of memories; *10000-replay* appends two values already among 10,000, which a replay must find without writing. *vs 10* is each side's time relative to its time with 10 stored. *sent* and *received* are the bytes on the wire per append.\n\n")
 	p.f("| stored | pgx | repository | ratio | pgx vs 10 | repository vs 10 | sent B/op pgx | sent B/op repository | received B/op pgx | received B/op repository |\n")
 	p.f("|---|---|---|---|---|---|---|---|---|---|\n")
 	names := group("AppendScaling/")
