@@ -22,8 +22,8 @@ import (
 
 // pgxStore is the baseline: the fifteen writes as a careful engineer would
 // hand-write them over pgxpool. Each sends the statement the repository
-// sends (GORM's INSERT for creates, the repository's SQL for the rest) and,
-// on a replay, the same status read; the outcomes are the repository's
+// sends (GORM's INSERT for creates, the repository's single statements for
+// the rest) and judges the row's state as it does; the outcomes are the repository's
 // (nil, ErrNotFound or a *repository.TransitionError), so the workload can
 // drive either.
 //

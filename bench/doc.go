@@ -44,8 +44,8 @@
 //   - BenchmarkReplay/<write>: the replay path: a create with an existing
 //     ID, a transition to the state the row is already in, an append of
 //     memories already present. Creates are one INSERT that conflicts; the
-//     others are the guarded statement that changes no row, then one read
-//     of the row's state.
+//     others are the guarded statement that changes no row and returns the
+//     row's state, in one round trip.
 //   - BenchmarkWorkload/workers=N: whole simulated feature runs
 //     (workload.Generate, 80 steps each), one after another (N=1) or on
 //     eight concurrent workers (N=8); it reports runs/s.

@@ -309,7 +309,7 @@ func BenchmarkWrite(b *testing.B) {
 // BenchmarkReplay measures the replay path of each contract write: a create
 // with an existing ID (one INSERT that conflicts), a transition to the state
 // the row is in and an append of values already present (the guarded
-// statement that changes no row, then one read of the row's state).
+// statement that changes no row and returns the row's state).
 func BenchmarkReplay(b *testing.B) {
 	benchWrites(b, func(w writeCase) func(seeder, int) call { return w.replay })
 }

@@ -15,8 +15,14 @@
 //     present, comparing JSON by value.
 //
 // Every write is one SQL statement on its happy path, without a surrounding
-// transaction. Arguments are checked before the database is touched; a
-// rejected one returns an *InputError matching ErrInvalidInput.
+// transaction; on PostgreSQL its replay and its refusal are too, as the
+// statement returns the row's state beside the change. Answers are
+// linearizable: each is what a one-at-a-time execution of the calls on the
+// row would return. Arguments are checked before the database is touched;
+// a rejected one returns an *InputError matching ErrInvalidInput.
+//
+// Every statement runs through the callback chains of the caller's
+// *gorm.DB (see New), rendered once per database.
 //
 // The package works with PostgreSQL and SQLite (with foreign keys enabled).
 package repository
