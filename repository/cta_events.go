@@ -22,7 +22,9 @@ type NewCTAEvent struct {
 	Kind string
 	// Request is what the person is shown, stored as JSON.
 	Request any
-	// ExpiresAt is the deadline for an answer; zero means none.
+	// ExpiresAt is the deadline for an answer; zero means none. It is
+	// stored rounded up to the microsecond, the precision databases keep,
+	// so that the event never expires before it.
 	ExpiresAt time.Time
 }
 
@@ -48,7 +50,9 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	}
 	var expiresAt *time.Time
 	if !in.ExpiresAt.IsZero() {
-		e := in.ExpiresAt.UTC().Truncate(time.Microsecond)
+		// Rounded up, so that no sweeper times the event out before its
+		// deadline.
+		e := ceilMicro(in.ExpiresAt).UTC()
 		expiresAt = &e
 	}
 	t := r.now()

@@ -59,5 +59,6 @@ func get[T any](ctx context.Context, r *Repository, what string, id any) (*T, er
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("get %s %v: %w", what, id, ErrNotFound)
 	}
+	inUTC(&rows)
 	return &rows[0], nil
 }

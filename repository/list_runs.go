@@ -73,10 +73,10 @@ func (r *Repository) ListFeatureRuns(ctx context.Context, filter RunFilter, page
 		q = q.Where("status IN ?", filter.Statuses)
 	}
 	if !filter.CreatedFrom.IsZero() {
-		q = q.Where("created_at >= ?", filter.CreatedFrom.UTC())
+		q = q.Where("created_at >= ?", ceilMicro(filter.CreatedFrom).UTC())
 	}
 	if !filter.CreatedBefore.IsZero() {
-		q = q.Where("created_at < ?", filter.CreatedBefore.UTC())
+		q = q.Where("created_at < ?", ceilMicro(filter.CreatedBefore).UTC())
 	}
 	if page.After != "" {
 		at, id, err := decodeCursor(page.After)
@@ -89,6 +89,7 @@ func (r *Repository) ListFeatureRuns(ctx context.Context, filter RunFilter, page
 	if err := r.translate(ctx, q.Order("created_at DESC, id DESC").Limit(limit+1).Find(&runs).Error); err != nil {
 		return RunPage{}, fmt.Errorf(op, err)
 	}
+	inUTC(&runs)
 	var next string
 	if len(runs) > limit {
 		runs = runs[:limit]

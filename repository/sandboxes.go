@@ -144,5 +144,6 @@ func (r *Repository) LeakedSandboxes(ctx context.Context, olderThan time.Duratio
 	if err := r.scan(ctx, &leaked, leakedSandboxesSQL, r.now().Add(-olderThan)); err != nil {
 		return nil, fmt.Errorf(op, err)
 	}
+	inUTC(&leaked)
 	return leaked, nil
 }

@@ -62,6 +62,9 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 	if len(runs) == 0 {
 		return nil, fmt.Errorf(op, runID, ErrNotFound)
 	}
+	for _, rows := range []any{&runs, &phases, &invocations, &tl.Sandboxes, &tl.CTAEvents} {
+		inUTC(rows)
+	}
 	tl.Run = runs[0]
 	tl.Phases = make([]PhaseTimeline, len(phases))
 	byPhase := make(map[uuid.UUID]*PhaseTimeline, len(phases))

@@ -41,6 +41,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"ExpireCTAs", ExpireCTAs},
 		{"LeakedSandboxes", LeakedSandboxes},
 		{"Races", Races},
+		{"Times", Times},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}
