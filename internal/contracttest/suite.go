@@ -42,6 +42,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"LeakedSandboxes", LeakedSandboxes},
 		{"Races", Races},
 		{"Times", Times},
+		{"StoredJSON", StoredJSON},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}
