@@ -7,10 +7,17 @@ import "strings"
 // reads the row as committed at that moment; when a write in between made
 // the guard match again, the judge answers errRetry.
 //
-// Memories compare by their text: the repository writes only canonical
-// JSON, in which JSON-equal values are byte-equal, and the -> operator
-// returns an element's JSON text as stored. SQLite runs one writer at a
-// time, so the single UPDATE is atomic.
+// Memories compare by a key per element: the JSON text of a string,
+// object or array, which json_each gives as the element's value (strings
+// re-quoted), and the literal name of true, false and null. The repository
+// writes only canonical JSON, in which JSON-equal values have equal text.
+// A number's value would be an SQL number, losing digits, so only numbers
+// are looked up by path (->), a lookup that walks the array: appends stay
+// linear in the stored memories unless most of them are numbers. The
+// stored keys are collected once per statement (NOT IN builds an index of
+// them), and new values are concatenated to the stored text, which is not
+// rebuilt. SQLite runs one writer at a time, so the single UPDATE is
+// atomic.
 var sqlite = dialect{
 	guard: func(g *guardedUpdate) *guard {
 		return &guard{
@@ -31,32 +38,20 @@ var sqlite = dialect{
 		sql: `
 UPDATE feature_runs
 SET memories = (
-		SELECT json_group_array(json(e.j) ORDER BY e.src, e.pos) FROM (
-			SELECT 0 AS src, m.key AS pos, feature_runs.memories -> m.fullkey AS j
-			FROM json_each(feature_runs.memories) AS m
-			UNION ALL
-			SELECT 1, n.key, ?1 -> n.fullkey
-			FROM json_each(?1) AS n
-			WHERE NOT EXISTS (
-				SELECT 1 FROM json_each(feature_runs.memories) AS m
-				WHERE feature_runs.memories -> m.fullkey = ?1 -> n.fullkey
-			)
-		) AS e
+		SELECT CASE WHEN feature_runs.memories = '[]' THEN '[' ELSE substr(feature_runs.memories, 1, length(feature_runs.memories) - 1) || ',' END
+			|| group_concat(?1 -> n.fullkey, ',' ORDER BY n.key) || ']'
+		FROM json_each(?1) AS n
+		WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "feature_runs.memories") + ` FROM json_each(feature_runs.memories) AS m)
 	),
 	updated_at = ?2
 WHERE id = ?3 AND status = 'running' AND EXISTS (
 	SELECT 1 FROM json_each(?1) AS n
-	WHERE NOT EXISTS (
-		SELECT 1 FROM json_each(feature_runs.memories) AS m
-		WHERE feature_runs.memories -> m.fullkey = ?1 -> n.fullkey
-	)
+	WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "feature_runs.memories") + ` FROM json_each(feature_runs.memories) AS m)
 )`,
 		probe: `
 SELECT r.status, (
 	SELECT count(*) FROM json_each(?1) AS n
-	WHERE NOT EXISTS (
-		SELECT 1 FROM json_each(r.memories) AS m WHERE r.memories -> m.fullkey = ?1 -> n.fullkey
-	)
+	WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "r.memories") + ` FROM json_each(r.memories) AS m)
 ) AS missing
 FROM feature_runs AS r WHERE r.id = ?2`,
 		probeVars: []int{0, 2},
@@ -71,4 +66,10 @@ WHERE id IN (
 )
 RETURNING id`,
 	foreignKey: translatedForeignKey,
+}
+
+// sqliteKey is the comparison key of element e of the JSON array doc; see
+// the comment on sqlite.
+func sqliteKey(e, doc string) string {
+	return `CASE ` + e + `.type WHEN 'text' THEN json_quote(` + e + `.value) WHEN 'integer' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'real' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'null' THEN 'null' WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE ` + e + `.value END`
 }

@@ -37,6 +37,7 @@ start=$(date +%s)
 groups=(
 	'^Benchmark(Write|Replay)$ 1500x'
 	'^BenchmarkAppendScaling$ 150x'
+	'^BenchmarkSQLiteAppendScaling$ 30x'
 	'^BenchmarkWorkload$ 40x'
 )
 # COUNT rounds of -count 1 rather than one -count COUNT: go test takes the

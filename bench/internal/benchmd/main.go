@@ -169,6 +169,16 @@ func write(w io.Writer, res results, order []string) error {
 			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false),
 			p.plain("recv-B/op", n, true), p.plain("recv-B/op", n, false))
 	}
+
+	p.f("\n## Memory append scaling on SQLite\n\n")
+	p.f("An append of one new value to a run already holding the stated number of memories, on an SQLite file database in WAL mode (the README's DSN), by the repository alone. *vs 10* is the time relative to 10 stored; linear growth shows as a ratio near the ratio of stored counts, far below its square.\n\n")
+	p.f("| stored | repository | vs 10 |\n")
+	p.f("|---|---|---|\n")
+	names = group("SQLiteAppendScaling/")
+	for _, n := range names {
+		t, base := times[n], times[names[0]]
+		p.f("| %s | %s | %s |\n", strings.TrimPrefix(n, "SQLiteAppendScaling/stored="), duration(t.repo), growth(t.repo, base.repo))
+	}
 	return p.err
 }
 
