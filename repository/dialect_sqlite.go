@@ -14,9 +14,9 @@ import "strings"
 // A number's value would be an SQL number, losing digits, so only numbers
 // are looked up by path (->), a lookup that walks the array: appends stay
 // linear in the stored memories unless most of them are numbers. The
-// stored keys are collected once per statement (NOT IN builds an index of
-// them), and new values are concatenated to the stored text, which is not
-// rebuilt. SQLite runs one writer at a time, so the single UPDATE is
+// stored keys are collected once per statement, in a materialized CTE that
+// NOT IN indexes, and new values are concatenated to the stored text,
+// which is not rebuilt. SQLite runs one writer at a time, so the single UPDATE is
 // atomic.
 var sqlite = dialect{
 	guard: func(g *guardedUpdate) *guard {
@@ -36,22 +36,25 @@ var sqlite = dialect{
 		table: "feature_runs",
 		extra: true,
 		sql: `
+WITH stored(k) AS MATERIALIZED (
+	SELECT ` + sqliteKey("m", "r.memories") + ` FROM feature_runs AS r, json_each(r.memories) AS m WHERE r.id = ?3
+), new(pos, j) AS MATERIALIZED (
+	SELECT n.key, ?1 -> n.fullkey FROM json_each(?1) AS n WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT k FROM stored)
+)
 UPDATE feature_runs
 SET memories = (
 		SELECT CASE WHEN feature_runs.memories = '[]' THEN '[' ELSE substr(feature_runs.memories, 1, length(feature_runs.memories) - 1) || ',' END
-			|| group_concat(?1 -> n.fullkey, ',' ORDER BY n.key) || ']'
-		FROM json_each(?1) AS n
-		WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "feature_runs.memories") + ` FROM json_each(feature_runs.memories) AS m)
+			|| group_concat(j, ',' ORDER BY pos) || ']'
+		FROM new
 	),
 	updated_at = ?2
-WHERE id = ?3 AND status = 'running' AND EXISTS (
-	SELECT 1 FROM json_each(?1) AS n
-	WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "feature_runs.memories") + ` FROM json_each(feature_runs.memories) AS m)
-)`,
+WHERE id = ?3 AND status = 'running' AND EXISTS (SELECT 1 FROM new)`,
 		probe: `
+WITH stored(k) AS MATERIALIZED (
+	SELECT ` + sqliteKey("m", "r.memories") + ` FROM feature_runs AS r, json_each(r.memories) AS m WHERE r.id = ?2
+)
 SELECT r.status, (
-	SELECT count(*) FROM json_each(?1) AS n
-	WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT ` + sqliteKey("m", "r.memories") + ` FROM json_each(r.memories) AS m)
+	SELECT count(*) FROM json_each(?1) AS n WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT k FROM stored)
 ) AS missing
 FROM feature_runs AS r WHERE r.id = ?2`,
 		probeVars: []int{0, 2},
