@@ -94,8 +94,3 @@ func dollars(s string) string {
 	}
 	return b.String()
 }
-
-// placeholders returns "?, ?, …" with n placeholders.
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}

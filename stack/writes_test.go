@@ -3,7 +3,6 @@ package stack_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
@@ -319,7 +318,7 @@ func checkOutcome(t testing.TB, p path, err error) {
 		require.ErrorIs(t, err, repository.ErrInvalidTransition, "the refused path is refused")
 		return
 	}
-	require.Equal(t, want[p], got, fmt.Sprintf("the %s path", p))
+	require.Equal(t, want[p], got, "the %s path", p)
 }
 
 // each runs fn for every path of every write.
