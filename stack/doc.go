@@ -1,5 +1,6 @@
 // Package stack tests the repository inside the stacks users deploy it in:
-// PostgreSQL behind PgBouncer in transaction pooling mode. It holds only
+// PostgreSQL behind PgBouncer in transaction pooling mode, and an SQLite
+// file in WAL mode written from many goroutines at once. It holds only
 // tests.
 //
 // TestPgBouncer starts a PgBouncer of its own, from the pgbouncer
@@ -9,6 +10,10 @@
 // contract and its replay from concurrent goroutines; it also shows that
 // pgx's default mode fails there. Without pgbouncer it is skipped, or fails
 // where the CI environment variable is set.
+//
+// TestSQLiteWAL runs transactions that read and then write from concurrent
+// goroutines on an SQLite file opened with _txlock=immediate, and shows
+// that without that setting many fail with "database is locked".
 //
 // To run them:
 //
