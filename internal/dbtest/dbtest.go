@@ -116,6 +116,32 @@ func PostgresServer(t testing.TB) *sql.DB {
 	return postgresAdmin(t)
 }
 
+// PostgresDatabase creates an empty database of its own on the test server
+// and returns its name. It is dropped when the test ends, with any session
+// still connected to it. It is for tests whose connections cannot choose a
+// schema, such as those through PgBouncer, which refuses search_path as a
+// startup parameter. The test is skipped or fails as in Postgres when there
+// is no server.
+func PostgresDatabase(t testing.TB) string {
+	t.Helper()
+	admin := postgresAdmin(t)
+	name := "test_" + randomHex(8)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// template0, not the default template1: CREATE DATABASE refuses to copy
+	// a template any other session is connected to, and template0 accepts
+	// no connections.
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return name
+}
+
 func postgresAdmin(t testing.TB) *sql.DB {
 	t.Helper()
 	adminOnce.Do(func() {
