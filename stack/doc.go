@@ -1,19 +1,29 @@
-// Package stack tests the repository inside the stacks users deploy it in:
-// PostgreSQL behind PgBouncer in transaction pooling mode, and an SQLite
-// file in WAL mode written from many goroutines at once. It holds only
-// tests.
+// Package stack tests the repository inside the stacks users deploy it in.
+// It holds only tests, each run on every supported database where it
+// applies:
 //
-// TestPgBouncer starts a PgBouncer of its own, from the pgbouncer
-// executable (Debian's pgbouncer package), in front of a fresh database on
-// the test server (TEST_POSTGRES_DSN, as for the contract suite). Through
-// it, with pgx's default_query_exec_mode=exec, it makes every write of the
-// contract and its replay from concurrent goroutines; it also shows that
-// pgx's default mode fails there. Without pgbouncer it is skipped, or fails
-// where the CI environment variable is set.
-//
-// TestSQLiteWAL runs transactions that read and then write from concurrent
-// goroutines on an SQLite file opened with _txlock=immediate, and shows
-// that without that setting many fail with "database is locked".
+//   - TestEveryStatementThroughCallbacks registers a callback on every
+//     GORM chain and gorm.io/plugin/opentelemetry, and checks that both see
+//     exactly the statements that reach the driver, as many as each write's
+//     path needs.
+//   - TestReplicaNeverDecidesAWrite puts the repository behind
+//     gorm.io/plugin/dbresolver with a replica that has no rows: every write
+//     must answer as without it.
+//   - TestPrepareStmt, TestDryRun, TestParameterizedQueries, TestNowFunc,
+//     TestScopesIgnored and TestTablePrefixIgnored cover the GORM settings
+//     and handles users bring.
+//   - TestPgBouncer starts a PgBouncer of its own, from the pgbouncer
+//     executable (Debian's pgbouncer package), in front of a fresh database
+//     on the test server (TEST_POSTGRES_DSN, as for the contract suite).
+//     Through it, with pgx's default_query_exec_mode=exec, it makes every
+//     write of the contract and its replay from concurrent goroutines; it
+//     also shows that pgx's default mode fails there. Without pgbouncer it
+//     is skipped, or fails where the CI environment variable is set.
+//   - TestSQLiteWAL runs transactions that read and then write from
+//     concurrent goroutines on an SQLite file opened with _txlock=immediate,
+//     and shows that without that setting many fail with "database is
+//     locked"; TestSQLiteBigAppendDoesNotLockOthersOut shows that a big
+//     memory append does not hold other writers past the busy timeout.
 //
 // To run them:
 //
