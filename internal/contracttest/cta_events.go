@@ -29,7 +29,7 @@ func CTAEvents(t *testing.T, open dbtest.Opener) {
 		assert.Equal(t, "approval", got.Kind)
 		jsonEq(t, `{"question":"ship it?"}`, got.RequestData)
 		require.NotNil(t, got.ExpiresAt)
-		assert.True(t, deadline.Truncate(time.Microsecond).Equal(*got.ExpiresAt), "got %s", got.ExpiresAt)
+		assert.True(t, deadline.Truncate(time.Microsecond).Add(time.Microsecond).Equal(*got.ExpiresAt), "rounded up to the microsecond: got %s", got.ExpiresAt)
 		assert.Nil(t, got.ResponseData)
 
 		before := e.snapshot()
