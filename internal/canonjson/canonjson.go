@@ -13,7 +13,8 @@
 // Values that a database would store other than as given are rejected:
 // invalid UTF-8 (which encoding/json silently replaces with U+FFFD), the NUL
 // character (which PostgreSQL cannot store in text or jsonb) and lone UTF-16
-// surrogates.
+// surrogates. U+FFFD itself is a character like any other, kept whether
+// written raw or as the escape \ufffd.
 //
 // Numbers must survive every database and encoding/json alike:
 //
@@ -40,6 +41,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,12 +100,29 @@ func (e *Error) Error() string {
 }
 
 // Marshal encodes v with encoding/json and returns its canonical form.
+//
+// encoding/json replaces each invalid UTF-8 byte of a Go string (a value, a
+// map key or the text of an encoding.TextMarshaler) with the escape \ufffd,
+// which Marshal refuses. The output of a json.Marshaler, json.RawMessage
+// included, is JSON text like any given to Canonicalize: an escape \ufffd
+// there is the character U+FFFD, kept, while raw invalid bytes are refused.
 func Marshal(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
 	}
-	return Canonicalize(raw)
+	out, err := Canonicalize(raw)
+	if err != nil {
+		return nil, err
+	}
+	// encoding/json writes this very spelling, lower case, for each byte
+	// it replaces; without it, v had no invalid UTF-8 and needs no search.
+	if bytes.Contains(raw, []byte(`\ufffd`)) {
+		if path, found := invalidUTF8(reflect.ValueOf(v)); found {
+			return nil, &Error{Reason: "invalid UTF-8 in the Go string at " + path + " (encoding/json would store U+FFFD)", Offset: -1}
+		}
+	}
+	return out, nil
 }
 
 // Canonicalize returns the canonical form of the JSON text raw.
@@ -368,15 +387,13 @@ func (p *parser) escape() (rune, error) {
 	if err != nil {
 		return 0, err
 	}
+	// \ufffd is U+FFFD, a valid character, here as anywhere in JSON text;
+	// Marshal alone tells it from encoding/json's replacement of invalid
+	// UTF-8 in Go strings, as only it sees the Go value.
 	switch {
 	case r == 0:
 		p.pos -= 6
 		return 0, p.fail(`NUL character (\u0000) in string`)
-	case r == utf8.RuneError:
-		// encoding/json writes this escape, and only this one, for each
-		// invalid UTF-8 byte of a Go string it was given.
-		p.pos -= 6
-		return 0, p.fail("invalid UTF-8 (replaced by encoding/json with \\ufffd)")
 	case utf16.IsSurrogate(r):
 		if p.pos+1 < len(p.in) && p.in[p.pos] == '\\' && p.in[p.pos+1] == 'u' {
 			p.pos += 2

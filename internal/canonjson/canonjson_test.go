@@ -36,6 +36,11 @@ func TestCanonicalize(t *testing.T) {
 		{`-2.50E+2`, `-250`},
 		{`"a\/b\u0041\n\u00e9\ud83d\ude00<>&"`, "\"a/bA\\n\u00e9\U0001F600<>&\""},
 		{`"\u001f\t"`, `"\u001f\t"`},
+		// U+FFFD is a character: escaped in either case, or raw, it is kept.
+		{`"\ufffd"`, "\"\ufffd\""},
+		{`"a\uFFFDb"`, "\"a\ufffdb\""},
+		{"\"\ufffd\"", "\"\ufffd\""},
+		{`{"\ufffd":"\ufffd"}`, "{\"\ufffd\":\"\ufffd\"}"},
 		// The ends of float64's range, and big integers kept exact.
 		{`1.7976931348623157e308`, `1.7976931348623157e+308`},
 		{`-1.7976931348623157e308`, `-1.7976931348623157e+308`},
@@ -57,7 +62,6 @@ func TestCanonicalize(t *testing.T) {
 func TestCanonicalizeRejects(t *testing.T) {
 	cases := map[string]string{
 		`"a\u0000b"`:               "NUL",
-		`"\ufffd"`:                 "invalid UTF-8",
 		"\"a\xffb\"":               "invalid UTF-8",
 		`"\ud800"`:                 "surrogate",
 		`"\ud800\u0041"`:           "surrogate",
@@ -212,6 +216,38 @@ func TestMarshal(t *testing.T) {
 	require.NoError(t, err, "a real U+FFFD is kept; only invalid bytes are refused")
 	assert.Equal(t, "\"\ufffd is a valid rune\"", string(got))
 
+	// The escape \ufffd in JSON text, json.RawMessage or a Marshaler's
+	// output, is U+FFFD too, even beside Go strings that hold one raw.
+	for _, v := range []any{
+		json.RawMessage(`"\ufffd"`),
+		json.RawMessage(`"\uFFFD"`),
+		[]any{json.RawMessage(`"\ufffd"`), "\ufffd", map[string]any{"\ufffd": json.RawMessage(`"\ufffd"`)}},
+		struct {
+			S string
+			R json.RawMessage
+			M marshaler
+			T text
+		}{"\ufffd", json.RawMessage(`"\ufffd"`), marshaler(`"\ufffd"`), text("\ufffd")},
+		map[text]marshaler{"\ufffd": `"\ufffd"`},
+		[]any{json.RawMessage(`"\ufffd"`), byteText("\ufffd")},
+		&addrMarshaler{`"\ufffd"`},
+		[]addrMarshaler{{`"\ufffd"`}},
+	} {
+		got, err := Marshal(v)
+		require.NoError(t, err, "%#v", v)
+		var back any
+		require.NoError(t, json.Unmarshal(got, &back))
+		assert.Contains(t, string(got), "\ufffd", "%#v", v)
+		assert.NotContains(t, string(got), `\u`, "%#v: canonical form has U+FFFD raw", v)
+	}
+	// An unaddressable value's pointer-receiver MarshalJSON is not called:
+	// encoding/json encodes its fields, and their invalid bytes.
+	_, err = Marshal([]any{json.RawMessage(`"\ufffd"`), addrMarshaler{"bad \xff"}})
+	assert.ErrorContains(t, err, `$[1].S`)
+	got, err = Marshal([]any{json.RawMessage(`"\ufffd"`), addrMarshaler{"\ufffd"}})
+	require.NoError(t, err)
+	assert.Equal(t, "[\"\ufffd\",{\"S\":\"\ufffd\"}]", string(got))
+
 	bad := []any{
 		"bad \xc3\x28 utf8",
 		map[string]any{"k\xff": 1},
@@ -222,6 +258,31 @@ func TestMarshal(t *testing.T) {
 		func() {},
 		json.RawMessage("[\"\xff\"]"),
 		json.RawMessage(`{"a":`),
+		// Invalid bytes encoding/json replaces with \ufffd, beside an
+		// escape \ufffd that is a real U+FFFD.
+		[]any{json.RawMessage(`"\ufffd"`), "bad \xff"},
+		map[string]any{"\xff": json.RawMessage(`"\ufffd"`)},
+		map[string]any{"k": json.RawMessage(`"\ufffd"`), "v": []string{"ok", "\xc3\x28"}},
+		struct {
+			R json.RawMessage
+			embedded
+		}{json.RawMessage(`"\ufffd"`), embedded{"\xff"}},
+		struct {
+			R json.RawMessage
+			*Embedded
+		}{json.RawMessage(`"\ufffd"`), &Embedded{"\xff"}},
+		struct {
+			R json.RawMessage
+			T text
+		}{json.RawMessage(`"\ufffd"`), "\xff"},
+		map[text]json.RawMessage{"\xff": json.RawMessage(`"\ufffd"`)},
+		[]any{json.RawMessage(`"\ufffd"`), byteText("\xff")},
+		map[string]any{"t": json.RawMessage(`"\ufffd"`), "p": &byteText{0xff}},
+		struct {
+			R json.RawMessage
+			N int    `json:",string"`
+			S string `json:",string"`
+		}{json.RawMessage(`"\ufffd"`), 1, "\xff"},
 		marshaler("\"\xff\""),
 		// A number no float64 holds, through a Marshaler or json.Number.
 		marshaler("1e309"),
@@ -233,6 +294,15 @@ func TestMarshal(t *testing.T) {
 		var cerr *Error
 		assert.ErrorAs(t, err, &cerr, "%T should be rejected", v)
 	}
+
+	// Unencoded fields may hold anything.
+	got, err = Marshal(struct {
+		R      json.RawMessage
+		hidden string
+		Skip   string `json:"-"`
+	}{json.RawMessage(`"\ufffd"`), "\xff", "\xff"})
+	require.NoError(t, err)
+	assert.Equal(t, "{\"R\":\"\ufffd\"}", string(got))
 
 	deep := any(1)
 	for range 10_000 {
@@ -246,3 +316,26 @@ func TestMarshal(t *testing.T) {
 type marshaler string
 
 func (m marshaler) MarshalJSON() ([]byte, error) { return []byte(m), nil }
+
+// addrMarshaler is a json.Marshaler only through a pointer, so
+// encoding/json calls it only for addressable values.
+type addrMarshaler struct{ S string }
+
+func (m *addrMarshaler) MarshalJSON() ([]byte, error) { return []byte(m.S), nil }
+
+// text is an encoding.TextMarshaler, which encoding/json encodes as a
+// string, replacing invalid UTF-8.
+type text string
+
+func (t text) MarshalText() ([]byte, error) { return []byte(t), nil }
+
+// byteText is an encoding.TextMarshaler that is no string: only its text
+// tells whether encoding/json replaces bytes of it.
+type byteText []byte
+
+func (t byteText) MarshalText() ([]byte, error) { return t, nil }
+
+type embedded struct{ S string }
+
+// Embedded is exported only to be embedded by pointer.
+type Embedded struct{ S string }
