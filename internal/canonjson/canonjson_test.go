@@ -244,6 +244,11 @@ func TestMarshal(t *testing.T) {
 	// encoding/json encodes its fields, and their invalid bytes.
 	_, err = Marshal([]any{json.RawMessage(`"\ufffd"`), addrMarshaler{"bad \xff"}})
 	assert.ErrorContains(t, err, `$[1].S`)
+	// The error names where the invalid string is.
+	_, err = Marshal(map[string]any{"k": []any{json.RawMessage(`"\ufffd"`), "\xff"}})
+	assert.ErrorContains(t, err, `Go string at $["k"][1] `)
+	_, err = Marshal(map[string]any{"\xff": json.RawMessage(`"\ufffd"`)})
+	assert.ErrorContains(t, err, `Go string at $["\xff"] `)
 	got, err = Marshal([]any{json.RawMessage(`"\ufffd"`), addrMarshaler{"\ufffd"}})
 	require.NoError(t, err)
 	assert.Equal(t, "[\"\ufffd\",{\"S\":\"\ufffd\"}]", string(got))
