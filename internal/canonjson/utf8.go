@@ -94,7 +94,10 @@ func walkStruct(v reflect.Value, path string, depth int) (string, bool) {
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if !f.IsExported() && !(f.Anonymous && ft.Kind() == reflect.Struct) {
+		// encoding/json enters embedded structs even when unexported, for
+		// their exported fields.
+		embeddedStruct := f.Anonymous && ft.Kind() == reflect.Struct
+		if !f.IsExported() && !embeddedStruct {
 			continue
 		}
 		tag := f.Tag.Get("json")
@@ -102,7 +105,7 @@ func walkStruct(v reflect.Value, path string, depth int) (string, bool) {
 			continue
 		}
 		fv := v.Field(i)
-		if f.Anonymous && ft.Kind() == reflect.Struct && (tag == "" || tag[0] == ',') {
+		if embeddedStruct && (tag == "" || tag[0] == ',') {
 			// An untagged embedded struct contributes its fields, not
 			// itself: encoding/json never calls its methods.
 			if fv.Kind() == reflect.Pointer {
