@@ -48,9 +48,12 @@ var (
 	fuzzStrings = []string{"", "a", "b", "é", "e\u0301", "\u2028", "<&>", `"q"`, `a\b`, "😀", "\t\n", "\x7f", "\ufffd", "1"}
 	fuzzKeys    = []string{"a", "b", "B", "é", "", "aa", "😀"}
 	// fuzzNumbers are numbers as JSON text, in several spellings of some
-	// values, and extremes.
+	// values, and extremes: both sides of each limit on numbers.
 	fuzzNumbers = []string{"0", "-0", "0.0", "1", "1.0", "1e0", "10e-1", "0.1", "1e-1", "100", "1e2", "-2.5", "-25e-1",
-		"12345678901234567890", "1.2345678901234567890e19", "1e308", "5e-324", "1e400"}
+		"12345678901234567890", "1.2345678901234567890e19", "1e308", "5e-324", "1e400",
+		"1e309", "1e399", "1e-400", "1.7976931348623157e308", "2.4703282292062328e-324", "12345678901234567890123",
+		"0." + strings.Repeat("3", canonjson.MaxFractionDigits), "0." + strings.Repeat("3", canonjson.MaxFractionDigits+1),
+		"-1.7976931348623159e308", "2.4703282292062327e-324"}
 )
 
 // value makes a JSON value from the choices, at most depth levels deep.
@@ -130,8 +133,8 @@ func weight(v any) int {
 }
 
 // respell rewrites the JSON text raw into a JSON-equal spelling chosen by
-// the cursor: whitespace around tokens, object members in reverse order
-// and letters of strings as \u escapes.
+// the cursor: whitespace around tokens, object members in reverse order,
+// and letters and U+FFFD in strings as \u escapes.
 func (c *cursor) respell(raw []byte) []byte {
 	var out bytes.Buffer
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -197,6 +200,8 @@ func (c *cursor) writeString(out *bytes.Buffer, s string) {
 		switch {
 		case r < 0x80 && (r >= 'a' && r <= 'z') && c.next()%2 == 0:
 			fmt.Fprintf(out, `\u%04x`, r)
+		case r == '\ufffd' && c.next()%2 == 0:
+			out.WriteString([]string{`\ufffd`, `\uFFFD`}[c.next()%2])
 		case r == '"' || r == '\\':
 			out.WriteByte('\\')
 			out.WriteRune(r)

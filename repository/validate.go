@@ -112,7 +112,14 @@ func encodeSet(field string, vs []any) (jsonValue, error) {
 		}
 	}
 	buf.WriteByte(']')
-	return buf.Bytes(), nil
+	// Each value is within canonjson's limits, but their sum may not be:
+	// many short numbers that PostgreSQL writes out in full. The array of
+	// canonical values is canonical, so this only checks it.
+	out, err := canonjson.Canonicalize(buf.Bytes())
+	if err != nil {
+		return nil, jsonInputError(field, err)
+	}
+	return out, nil
 }
 
 func jsonInputError(field string, err error) error {

@@ -12,14 +12,36 @@
 //
 // Values that a database would store other than as given are rejected:
 // invalid UTF-8 (which encoding/json silently replaces with U+FFFD), the NUL
-// character (which PostgreSQL cannot store in text or jsonb), lone UTF-16
-// surrogates, and numbers beyond the range of any float64.
+// character (which PostgreSQL cannot store in text or jsonb) and lone UTF-16
+// surrogates. U+FFFD itself is a character like any other, kept whether
+// written raw or as the escape \ufffd.
+//
+// Numbers must survive every database and encoding/json alike:
+//
+//   - A number must round to a finite float64, so that encoding/json
+//     decodes it into a float64 without error: its magnitude must be below
+//     2^1024 - 2^970 (about 1.7976931348623158e308). A nonzero number must
+//     not round to zero: its magnitude must be above 2^-1075 (about
+//     2.4703282292062328e-324). Digits beyond a float64's precision are
+//     kept, so big integers stay exact in the stored text.
+//   - An exponent may be at most 1,000,000 in magnitude as written, even
+//     in a zero, so that parsing it never overflows.
+//   - Written without an exponent, a number may have at most
+//     MaxFractionDigits digits after the decimal point, the most
+//     PostgreSQL's numeric type holds.
+//   - PostgreSQL's jsonb returns numbers written out in full (1e+300 as 301
+//     digits, so a number comes back at most 320 bytes longer than its
+//     canonical form) and a space after each comma and colon. A value whose
+//     text would come back longer than ExpansionFactor times its canonical
+//     form plus ExpansionSlack bytes is refused, so that no argument reads
+//     back many times larger than it was written.
 package canonjson
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,9 +55,29 @@ const MaxDepth = 128
 // MaxBytes is the largest encoded value accepted, in bytes.
 const MaxBytes = 8 << 20
 
-// maxExponent bounds the decimal exponent of numbers: wide enough for every
-// float64, narrow enough that no database expands a number into megabytes.
-const maxExponent = 400
+// MaxFractionDigits is the most digits a number may have after the decimal
+// point once written without an exponent: PostgreSQL's numeric type, behind
+// jsonb, refuses more.
+const MaxFractionDigits = 16383
+
+// ExpansionFactor and ExpansionSlack bound the text PostgreSQL returns for a
+// value, with its numbers written out in full and a space after each comma
+// and colon: at most ExpansionFactor times the canonical form's length plus
+// ExpansionSlack bytes. The slack lets a small value hold a few numbers of
+// any magnitude; the factor stops a large one from growing by tens of times.
+const (
+	ExpansionFactor = 2
+	ExpansionSlack  = 4 << 10
+)
+
+// Decimal points (see parser.number) bounding the float64 range. A number
+// with point p lies in [10^(p-1), 10^p): with a point between minPoint and
+// maxPoint it is a nonzero finite float64 whatever its digits; at them,
+// strconv.ParseFloat decides; beyond them, it is none.
+const (
+	maxPoint = 309  // [1e308, 1e309) holds MaxFloat64 and the overflow
+	minPoint = -323 // [1e-324, 1e-323) holds 2^-1075, which rounds to 0
+)
 
 // maxExponentDigits bounds the exponent as written, before the digits of the
 // number are taken into account.
@@ -58,12 +100,29 @@ func (e *Error) Error() string {
 }
 
 // Marshal encodes v with encoding/json and returns its canonical form.
+//
+// encoding/json replaces each invalid UTF-8 byte of a Go string (a value, a
+// map key or the text of an encoding.TextMarshaler) with the escape \ufffd,
+// which Marshal refuses. The output of a json.Marshaler, json.RawMessage
+// included, is JSON text like any given to Canonicalize: an escape \ufffd
+// there is the character U+FFFD, kept, while raw invalid bytes are refused.
 func Marshal(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
 	}
-	return Canonicalize(raw)
+	out, err := Canonicalize(raw)
+	if err != nil {
+		return nil, err
+	}
+	// encoding/json writes this very spelling, lower case, for each byte
+	// it replaces; without it, v had no invalid UTF-8 and needs no search.
+	if bytes.Contains(raw, []byte(`\ufffd`)) {
+		if path, found := invalidUTF8(reflect.ValueOf(v)); found {
+			return nil, &Error{Reason: "invalid UTF-8 in the Go string at " + path + " (encoding/json would store U+FFFD)", Offset: -1}
+		}
+	}
+	return out, nil
 }
 
 // Canonicalize returns the canonical form of the JSON text raw.
@@ -85,6 +144,11 @@ func Canonicalize(raw []byte) ([]byte, error) {
 	if len(p.out) > MaxBytes {
 		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes once canonical", MaxBytes), Offset: -1}
 	}
+	if stored := len(p.out) + p.growth; stored > ExpansionFactor*len(p.out)+ExpansionSlack {
+		return nil, &Error{Reason: fmt.Sprintf(
+			"larger than %d times its canonical %d bytes plus %d once PostgreSQL writes its numbers out in full (%d bytes)",
+			ExpansionFactor, len(p.out), ExpansionSlack, stored), Offset: -1}
+	}
 	return p.out, nil
 }
 
@@ -92,6 +156,10 @@ type parser struct {
 	in  []byte
 	pos int
 	out []byte
+	// growth is how many bytes longer than out PostgreSQL's jsonb text of
+	// the value is: numbers written out in full and a space after each
+	// comma and colon.
+	growth int
 }
 
 func (p *parser) fail(reason string) error { return &Error{Reason: reason, Offset: p.pos} }
@@ -162,6 +230,7 @@ func (p *parser) array(depth int) error {
 		case ',':
 			p.pos++
 			p.out = append(p.out, ',')
+			p.growth++ // jsonb writes ", "
 		case ']':
 			p.pos++
 			p.out = append(p.out, ']')
@@ -175,6 +244,8 @@ func (p *parser) array(depth int) error {
 type member struct {
 	key   string
 	value []byte
+	// growth is the value's share of parser.growth.
+	growth int
 }
 
 func (p *parser) object(depth int) error {
@@ -207,11 +278,13 @@ func (p *parser) object(depth int) error {
 		}
 		p.pos++
 		p.skipSpace()
+		growth := p.growth
 		if err := p.value(depth); err != nil {
 			return err
 		}
-		members = append(members, member{key: key, value: slices.Clone(p.out[start:])})
+		members = append(members, member{key: key, value: slices.Clone(p.out[start:]), growth: p.growth - growth})
 		p.out = p.out[:start]
+		p.growth = growth
 		p.skipSpace()
 		if p.pos >= len(p.in) {
 			return p.fail("unexpected end of JSON")
@@ -236,11 +309,13 @@ func (p *parser) object(depth int) error {
 		}
 		if !first {
 			p.out = append(p.out, ',')
+			p.growth++ // jsonb writes ", "
 		}
 		first = false
 		p.out = appendString(p.out, m.key)
 		p.out = append(p.out, ':')
 		p.out = append(p.out, m.value...)
+		p.growth += 1 + m.growth // jsonb writes ": "
 	}
 	p.out = append(p.out, '}')
 	return nil
@@ -312,15 +387,13 @@ func (p *parser) escape() (rune, error) {
 	if err != nil {
 		return 0, err
 	}
+	// \ufffd is U+FFFD, a valid character, here as anywhere in JSON text;
+	// Marshal alone tells it from encoding/json's replacement of invalid
+	// UTF-8 in Go strings, as only it sees the Go value.
 	switch {
 	case r == 0:
 		p.pos -= 6
 		return 0, p.fail(`NUL character (\u0000) in string`)
-	case r == utf8.RuneError:
-		// encoding/json writes this escape, and only this one, for each
-		// invalid UTF-8 byte of a Go string it was given.
-		p.pos -= 6
-		return 0, p.fail("invalid UTF-8 (replaced by encoding/json with \\ufffd)")
 	case utf16.IsSurrogate(r):
 		if p.pos+1 < len(p.in) && p.in[p.pos] == '\\' && p.in[p.pos+1] == 'u' {
 			p.pos += 2
@@ -425,15 +498,61 @@ func (p *parser) number() error {
 	// point is the position of the decimal point relative to the digits:
 	// value = 0.digits × 10^point.
 	point := len(digits) + exp
-	if point > maxExponent || point < -maxExponent {
+	if reason := checkNumber(digits, point); reason != "" {
 		p.pos = start
-		return p.fail("number out of range")
+		return p.fail(reason)
 	}
+	written := len(p.out)
 	if neg {
 		p.out = append(p.out, '-')
 	}
 	p.out = appendDecimal(p.out, digits, point)
+	p.growth += fullLength(neg, len(digits), point) - (len(p.out) - written)
 	return nil
+}
+
+// checkNumber returns why 0.digits × 10^point cannot be stored, or "" if it
+// can; digits has no leading or trailing zeros.
+func checkNumber(digits []byte, point int) string {
+	switch {
+	case point > maxPoint:
+		return "number out of range (beyond the largest float64)"
+	case point < minPoint:
+		return "number out of range (nonzero but 0 as a float64)"
+	case point == maxPoint || point == minPoint:
+		// The one decade at each end where the digits decide. ParseFloat
+		// rounds correctly however many digits there are.
+		text := make([]byte, 0, len(digits)+8)
+		text = append(append(append(text, '0', '.'), digits...), 'e')
+		f, err := strconv.ParseFloat(string(strconv.AppendInt(text, int64(point), 10)), 64)
+		if err != nil {
+			return "number out of range (beyond the largest float64)"
+		}
+		if f == 0 {
+			return "number out of range (nonzero but 0 as a float64)"
+		}
+	}
+	if len(digits)-point > MaxFractionDigits {
+		return fmt.Sprintf("number out of range (more than %d digits after the decimal point)", MaxFractionDigits)
+	}
+	return ""
+}
+
+// fullLength returns the length of 0.digits × 10^point, with n digits,
+// written without an exponent, as PostgreSQL's numeric type writes it.
+func fullLength(neg bool, n, point int) int {
+	sign := 0
+	if neg {
+		sign = 1
+	}
+	switch {
+	case point >= n: // 1500
+		return sign + point
+	case point > 0: // 1.5
+		return sign + n + 1
+	default: // 0.0015
+		return sign + 2 - point + n
+	}
 }
 
 // appendDecimal writes 0.digits × 10^point the way JavaScript prints

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentpipeline/persistence/internal/canonjson"
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/repository"
@@ -295,7 +297,60 @@ func badCases() []badCase {
 		{"CTA timeout bad UTF-8 ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.TimeoutCTAEvent(ctx, badUTF8)
 		}},
+
+		// Numbers past the limits Edges stores: beyond float64, rounding to
+		// zero in it, too long a fraction, too long on PostgreSQL.
+		{"pass output 1e309", "output", pass(json.RawMessage(`1e309`))},
+		{"pass output 1e399 in an object", "output", pass(json.RawMessage(`{"big":1e399}`))},
+		{"pass output rounds to -Inf", "output", pass(json.RawMessage(`[-1.7976931348623159e308]`))},
+		{"pass output 1e-400", "output", pass(json.RawMessage(`1e-400`))},
+		{"pass output rounds to 0", "output", pass(json.RawMessage(`[2.4703282292062327e-324]`))},
+		{"pass output 16384 fraction digits", "output", pass(json.RawMessage("0." + strings.Repeat("1", canonjson.MaxFractionDigits+1)))},
+		{"pass output past the expansion bound", "output", pass(atExpansionLimit(234))},
+		{"pass output 7,000,001 bytes of 1e+399", "output", pass(json.RawMessage(manyNumbers("1e+399")))},
+		{"pass output 7,000,001 bytes of 1e+308", "output", pass(json.RawMessage(manyNumbers("1e+308")))},
+		{"pass output json.Number 1e309", "output", pass(map[string]any{"n": json.Number("1e309")})},
+		{"run metadata 1e309", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: json.RawMessage(`{"a":1e309}`)})},
+		{"run memory 1e-400", "NewFeatureRun.Memories[1]", createRun(run{Phase: "p", Memories: []any{"ok", json.RawMessage(`1e-400`)}})},
+		{"run memories past the expansion bound in all", "NewFeatureRun.Memories", createRun(run{Phase: "p", Memories: distinctBigNumbers()})},
+		{"memories 1e399", "memories[1]", memories("ok", json.RawMessage(`1e399`))},
+		{"memories past the expansion bound in all", "memories", memories(distinctBigNumbers()...)},
+		{"sandbox metadata 1e309", "NewSandbox.Metadata", createSandbox(func(f fixture) sbx {
+			return sbx{ID: "s", FeatureRunID: f.run, Metadata: json.RawMessage(`1e309`)}
+		})},
+		{"invocation input 1e-400", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: json.RawMessage(`[1e-400]`)} })},
+		{"complete invocation steps 1e309", "InvocationResult.Steps", complete(res{Steps: []any{json.RawMessage(`1e309`)}})},
+		{"complete invocation output 16384 fraction digits", "InvocationResult.Output", complete(res{Output: json.RawMessage("-0." + strings.Repeat("9", canonjson.MaxFractionDigits+1))})},
+		{"CTA request 1e-400", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: json.RawMessage(`1e-400`)} })},
+		{"CTA response past the expansion bound", "responseData", respond(atExpansionLimit(234))},
+
+		// Invalid UTF-8 that encoding/json would replace, beside the escape
+		// \ufffd that is a real U+FFFD and is stored.
+		{"pass output bad UTF-8 beside escaped U+FFFD", "output", pass([]any{json.RawMessage(`"\ufffd"`), badUTF8})},
+		{"run metadata bad UTF-8 key beside escaped U+FFFD", "NewFeatureRun.Metadata", createRun(run{Phase: "p", Metadata: map[string]any{badUTF8: json.RawMessage(`"\ufffd"`)}})},
+		{"memories bad UTF-8 field beside escaped U+FFFD", "memories[0]", memories(struct {
+			Raw  json.RawMessage
+			Text string
+		}{json.RawMessage(`"\ufffd"`), badUTF8})},
+		{"complete invocation output bad UTF-8 text beside escaped U+FFFD", "InvocationResult.Output", complete(res{Output: []any{jsonText(`"\ufffd"`), textValue(badUTF8)}})},
+		{"CTA response Marshaler with raw bad UTF-8", "responseData", respond(jsonText(`"` + badUTF8 + `"`))},
 	}
+}
+
+// manyNumbers is 7,000,001 bytes of JSON: an array of 1,000,000 copies of
+// the 6-byte number n.
+func manyNumbers(n string) string {
+	return "[" + strings.Repeat(n+",", 999_999) + n + "]"
+}
+
+// distinctBigNumbers are 20 distinct numbers, each within the bound on
+// PostgreSQL's text alone (295 bytes longer written out) but not together.
+func distinctBigNumbers() []any {
+	var vs []any
+	for i := range 20 {
+		vs = append(vs, json.RawMessage(strconv.Itoa(i+1)+"e300"))
+	}
+	return vs
 }
 
 // notFoundCases are calls that name a row, or a parent row, that does not

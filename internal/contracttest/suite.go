@@ -31,6 +31,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"AgentInvocations", AgentInvocations},
 		{"CTAEvents", CTAEvents},
 		{"BadInput", BadInput},
+		{"Edges", Edges},
 		{"Statements", Statements},
 		{"Migrate", Migrate},
 		{"Transaction", Transaction},
