@@ -16,6 +16,9 @@ type Repository struct {
 	db      *gorm.DB
 	dialect *dialect
 	inserts *inserts
+	// err is why the Repository cannot work, if it cannot: every method
+	// returns it.
+	err error
 }
 
 // New returns a Repository that works through db: its configuration, its
@@ -45,8 +48,9 @@ func New(db *gorm.DB) *Repository {
 	// gives every chained call a statement of its own.
 	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
 	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true}), dialect: dialectOf(db)}
-	if r.dialect.err == nil {
-		r.inserts, r.dialect.err = renderInserts(r.db)
+	r.err = r.dialect.err
+	if r.err == nil {
+		r.inserts, r.err = renderInserts(r.db)
 	}
 	return r
 }
@@ -67,7 +71,7 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // (ErrInvalidInput) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts})
+		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, err: r.err})
 	})
 }
 
@@ -78,8 +82,8 @@ func (r *Repository) now() time.Time { return r.db.NowFunc().UTC().Truncate(time
 
 // start checks what every method checks before it touches the database.
 func (r *Repository) start(ctx context.Context) error {
-	if r.dialect.err != nil {
-		return r.dialect.err
+	if r.err != nil {
+		return r.err
 	}
 	return ctx.Err()
 }
