@@ -2,7 +2,6 @@ package persistencetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -196,8 +195,8 @@ func (r *replayer) concurrently() string {
 		ready.Wait()
 		close(start)
 		done.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return r.failure(mode, fmt.Sprintf("%s, returned errors: %v", r.step(i), err), nil)
+		if msg := summarize(errs); msg != "" {
+			return r.failure(mode, fmt.Sprintf("%s, returned %s", r.step(i), msg), nil)
 		}
 		if d := r.compare(db, i+1); d != nil {
 			return r.failure(mode, fmt.Sprintf("after %s, ran on %d goroutines", r.step(i), copies), d)
@@ -272,6 +271,32 @@ func (r *replayer) crashOnce(k int, mode string, from int, everyStep bool) strin
 		}
 	}
 	return ""
+}
+
+// summarize describes the errors of the goroutines, each distinct one
+// once; it returns "" when all returned nil.
+func summarize(errs []error) string {
+	var distinct []string
+	count := map[string]int{}
+	failed := 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		if count[err.Error()] == 0 {
+			distinct = append(distinct, err.Error())
+		}
+		count[err.Error()]++
+	}
+	if failed == 0 {
+		return ""
+	}
+	parts := make([]string, len(distinct))
+	for i, msg := range distinct {
+		parts[i] = fmt.Sprintf("%s (%d of %d)", msg, count[msg], len(errs))
+	}
+	return "errors: " + strings.Join(parts, "; ")
 }
 
 // plural returns n and noun, in the plural unless n is 1.
