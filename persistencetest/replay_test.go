@@ -297,7 +297,9 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 		if n > 0 {
 			return nil
 		}
-		time.Sleep(time.Millisecond) // the time to decide, in which a copy may check too
+		// The time to decide, in which the other copies check too, unless
+		// the machine stalls them all longer.
+		time.Sleep(20 * time.Millisecond)
 		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: o.run, Phase: "plan"})
 		return err
 	}}}
