@@ -44,7 +44,8 @@ const copies = 8
 //   - with [ReplayFromStart], for each step k, the run crashes after step
 //     k's writes and replays from the first step.
 //
-// After each step, and at the end, the database must equal the clean run's
+// After each step of the first two modes, and after the step run again
+// and at the end of the others, the database must equal the clean run's
 // at the same point, as [Diff] compares them: every column of the five
 // tables, times only as set or unset and IDs the package generated only as
 // generated (see [Snapshot]). Every execution of a step must return nil.
