@@ -3,166 +3,59 @@ package reliability_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"maps"
-	"reflect"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/datatypes"
 	"gorm.io/gorm"
 
-	"github.com/agentpipeline/persistence/internal/canonjson"
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/workload"
-	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// snapshot is the canonical content of the five tables: for each table, the
-// canonical JSON of each row by primary key. Every column is in it, from the
-// models' GORM schema, so a column added later is compared too. JSON columns
-// are in canonical form, as PostgreSQL's jsonb and SQLite's text render the
-// same value differently. Timestamps that the clock sets are reduced to
-// whether they are set, which must not depend on how often a step ran;
-// expires_at, which the caller chooses, is kept.
-type snapshot map[string]map[string]string
-
-// callerTimes are the time columns whose values come from the workload.
-var callerTimes = map[string]bool{"expires_at": true}
+// snapshot is the content of the five tables as persistencetest compares
+// them: every column, JSON in canonical form and the times the clock sets
+// only as set or unset. expires_at, which the workload chooses, is
+// compared by value.
+type snapshot struct{ persistencetest.Snapshot }
 
 // takeSnapshot reads the rows of run, or of every run when run is uuid.Nil.
 func takeSnapshot(t testing.TB, ctx context.Context, db *gorm.DB, run uuid.UUID) snapshot {
 	t.Helper()
-	s := snapshot{}
-	for _, model := range migrate.Models() {
-		stmt := &gorm.Statement{DB: db}
-		if err := stmt.Parse(model); err != nil {
-			t.Fatalf("parse %T: %v", model, err)
-		}
-		table := stmt.Schema.Table
-		rows := reflect.New(reflect.SliceOf(reflect.TypeOf(model).Elem()))
-		q := db.WithContext(ctx).Model(model)
-		switch {
-		case run == uuid.Nil:
-		case table == "feature_runs":
-			q = q.Where("id = ?", run)
-		default:
-			q = q.Where("feature_run_id = ?", run)
-		}
-		if err := q.Find(rows.Interface()).Error; err != nil {
-			t.Fatalf("read %s: %v", table, err)
-		}
-		s[table] = map[string]string{}
-		for i := range rows.Elem().Len() {
-			row := rows.Elem().Index(i)
-			cols := map[string]any{}
-			for _, name := range stmt.Schema.DBNames {
-				v, _ := stmt.Schema.FieldsByDBName[name].ValueOf(ctx, row)
-				cols[name] = canonicalColumn(t, name, v)
-			}
-			b, err := json.Marshal(cols)
-			if err != nil {
-				t.Fatalf("encode %s row: %v", table, err)
-			}
-			s[table][fmt.Sprint(cols["id"])] = string(b)
-		}
+	opts := []persistencetest.Option{persistencetest.CompareTimes("expires_at")}
+	if run != uuid.Nil {
+		opts = append(opts, persistencetest.OfRun(run))
 	}
-	return s
-}
-
-func canonicalColumn(t testing.TB, name string, v any) any {
-	t.Helper()
-	switch v := v.(type) {
-	case time.Time:
-		if callerTimes[name] {
-			return v.UTC().Format(time.RFC3339Nano)
-		}
-		return !v.IsZero()
-	case *time.Time:
-		if v == nil {
-			return nil
-		}
-		return canonicalColumn(t, name, *v)
-	case datatypes.JSON:
-		if v == nil {
-			return nil
-		}
-		c, err := canonjson.Canonicalize(v)
-		if err != nil {
-			t.Fatalf("column %s holds JSON without a canonical form: %v: %s", name, err, v)
-		}
-		return json.RawMessage(c)
-	case *string:
-		if v == nil {
-			return nil
-		}
-		return *v
-	case *uuid.UUID:
-		if v == nil {
-			return nil
-		}
-		return v.String()
-	case uuid.UUID:
-		return v.String()
+	s, err := persistencetest.ReadSnapshot(ctx, db, opts...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return v
+	return snapshot{s}
 }
 
 // rows counts the rows of the snapshot.
-func (s snapshot) rows() int {
-	n := 0
-	for _, rows := range s {
-		n += len(rows)
-	}
-	return n
-}
+func (s snapshot) rows() int { return s.Rows() }
 
 // diff describes each row that is in one snapshot and not the other, or in
 // both and different; it is empty when the snapshots are equal.
 func diff(want, got snapshot) []string {
-	var out []string
-	for _, table := range slices.Sorted(maps.Keys(want)) {
-		ids := map[string]bool{}
-		for id := range want[table] {
-			ids[id] = true
-		}
-		for id := range got[table] {
-			ids[id] = true
-		}
-		for _, id := range slices.Sorted(maps.Keys(ids)) {
-			w, inWant := want[table][id]
-			g, inGot := got[table][id]
-			switch {
-			case !inGot:
-				out = append(out, fmt.Sprintf("%s %s: missing, want %s", table, id, w))
-			case !inWant:
-				out = append(out, fmt.Sprintf("%s %s: unexpected %s", table, id, g))
-			case w != g:
-				out = append(out, fmt.Sprintf("%s %s:\n\twant %s\n\tgot  %s", table, id, w, g))
-			}
-		}
-	}
-	for table := range got {
-		if _, ok := want[table]; !ok {
-			out = append(out, "unexpected table "+table)
-		}
+	d := persistencetest.Diff(want.Snapshot, got.Snapshot)
+	out := make([]string, len(d))
+	for i := range d {
+		out[i] = d[i : i+1].String()
 	}
 	return out
 }
 
-// requireSame fails t, listing the differences, unless got equals want.
+// requireSame fails t, showing the first differences, unless got equals
+// want.
 func requireSame(t testing.TB, want, got snapshot, what string) {
 	t.Helper()
-	if d := diff(want, got); len(d) > 0 {
-		if len(d) > 10 {
-			d = append(d[:10], fmt.Sprintf("… and %d more", len(d)-10))
-		}
-		t.Fatalf("%s: %d rows differ from the clean run:\n%s", what, len(d), strings.Join(d, "\n"))
+	if d := persistencetest.Diff(want.Snapshot, got.Snapshot); len(d) > 0 {
+		t.Fatalf("%s: %d rows differ from the clean run:\n%s", what, len(d), d.Describe("clean run", "this run", 10))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,8 +14,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/persistencetest"
+	"github.com/agentpipeline/persistence/repository"
 )
 
 func TestSimulate(t *testing.T) {
@@ -39,6 +43,60 @@ func TestSimulate(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(got, "↻"), "only the crashed step runs twice")
 		})
 	}
+}
+
+// TestWorkflowIsReplaySafe runs the workflow's steps, one engine step
+// each, under persistencetest's replay modes, on SQLite and PostgreSQL.
+// Not under ReplayFromStart: the workflow is for engines that memoise
+// finished steps, as the example's does. Replayed from the first step
+// after the sandbox stopped, "sandbox/ready" would ask to move it back to
+// running, which the Repository refuses.
+func TestWorkflowIsReplaySafe(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		open func(testing.TB) *gorm.DB
+	}{
+		{"sqlite", persistencetest.Open},
+		{"postgres", func(tb testing.TB) *gorm.DB {
+			dbtest.PostgresServer(tb) // skips, or fails under CI, without a server
+			return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN())
+		}},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			if testing.Short() && d.name != "sqlite" {
+				t.Skip("skipping under -short: every crash point opens a schema of its own")
+			}
+			steps := workflowSteps(t)
+			if len(steps) != 28 {
+				t.Fatalf("%d steps, want the workflow's 28", len(steps))
+			}
+			persistencetest.RequireReplaySafe(t, d.open, steps)
+		})
+	}
+}
+
+// workflowSteps returns the workflow's steps, each running the workflow
+// with an engine whose journal holds every other step, so that only it
+// executes, as an engine replaying the workflow would.
+func workflowSteps(t *testing.T) []persistencetest.Step {
+	// A run on a scratch database lists the steps, in order.
+	wf := &workflow{repo: repository.New(persistencetest.Open(t)), eventID: "feature-request/replay-safe", start: time.Now().UTC()}
+	wf.run = repository.StableID(wf.eventID, "run")
+	learn := &engine{journal: map[string]bool{}, out: io.Discard}
+	require.NoError(t, wf.execute(t.Context(), learn))
+	steps := make([]persistencetest.Step, len(learn.order))
+	for i, name := range learn.order {
+		steps[i] = persistencetest.Step{Name: name, Run: func(ctx context.Context, repo *repository.Repository) error {
+			e := &engine{journal: map[string]bool{}, out: io.Discard}
+			for _, other := range learn.order {
+				e.journal[other] = other != name
+			}
+			w := *wf
+			w.repo = repo
+			return w.execute(ctx, e)
+		}}
+	}
+	return steps
 }
 
 func TestRunOnSQLiteFile(t *testing.T) {

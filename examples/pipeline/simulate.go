@@ -14,7 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/migrate"
-	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -41,7 +41,9 @@ func simulate(ctx context.Context, db *gorm.DB, out io.Writer) error {
 	if !errors.Is(err, errCrash) {
 		return fmt.Errorf("expected the simulated crash, got %w", err)
 	}
-	before, rows, err := snapshot(ctx, db)
+	// Every column as stored: the replay may change nothing, not even a
+	// timestamp.
+	before, err := persistencetest.ReadSnapshot(ctx, db, persistencetest.Exact())
 	if err != nil {
 		return err
 	}
@@ -49,14 +51,14 @@ func simulate(ctx context.Context, db *gorm.DB, out io.Writer) error {
 	fmt.Fprintf(out, ">> replaying the workflow from the start (%d steps memoized, the rest run again)\n\n", len(eng.journal))
 	eng.replaying = true
 	eng.afterReplayedCrash = func() error {
-		after, _, err := snapshot(ctx, db)
+		after, err := persistencetest.ReadSnapshot(ctx, db, persistencetest.Exact())
 		if err != nil {
 			return err
 		}
-		if after != before {
-			return errors.New("replay check failed: the re-executed step changed the database")
+		if d := persistencetest.Diff(before, after); len(d) > 0 {
+			return fmt.Errorf("replay check failed: the re-executed step changed the database:\n%s", d.Describe("before", "after", 3))
 		}
-		fmt.Fprintf(out, "    replay check: the database is identical to before the crash (%d rows in 5 tables)\n", rows)
+		fmt.Fprintf(out, "    replay check: the database is identical to before the crash (%d rows in 5 tables)\n", before.Rows())
 		return nil
 	}
 	if err := wf.execute(ctx, eng); err != nil {
@@ -75,7 +77,9 @@ var errCrash = errors.New("simulated crash")
 // between the two runs the step again: exactly the case the repository's
 // replay safety is for.
 type engine struct {
-	journal    map[string]bool
+	journal map[string]bool
+	// order lists the steps journaled, in order.
+	order      []string
 	crashAfter string
 	crashed    bool
 	replaying  bool
@@ -107,26 +111,8 @@ func (e *engine) step(ctx context.Context, name, what string, fn func(context.Co
 		}
 	}
 	e.journal[name] = true
+	e.order = append(e.order, name)
 	return nil
-}
-
-// snapshot returns every row of the five tables, and how many there are.
-func snapshot(ctx context.Context, db *gorm.DB) (string, int, error) {
-	var all struct {
-		Runs        []models.FeatureRun
-		Sandboxes   []models.Sandbox
-		Phases      []models.PhaseResult
-		Invocations []models.AgentInvocation
-		CTAs        []models.CTAEvent
-	}
-	for _, dest := range []any{&all.Runs, &all.Sandboxes, &all.Phases, &all.Invocations, &all.CTAs} {
-		if err := db.WithContext(ctx).Order("id").Find(dest).Error; err != nil {
-			return "", 0, err
-		}
-	}
-	b, err := json.Marshal(all)
-	rows := len(all.Runs) + len(all.Sandboxes) + len(all.Phases) + len(all.Invocations) + len(all.CTAs)
-	return string(b), rows, err
 }
 
 // report prints the timeline and the usage of run.

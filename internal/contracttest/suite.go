@@ -5,7 +5,6 @@ package contracttest
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/google/uuid"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/migrate"
-	"github.com/agentpipeline/persistence/models"
+	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -121,23 +120,11 @@ func (e *env) count(table string) int64 {
 	return n
 }
 
-// snapshot returns every row of the five tables, for comparing the whole
-// database before and after a call.
+// snapshot returns every row of the five tables, every column as stored,
+// for comparing the whole database before and after a call.
 func (e *env) snapshot() string {
 	e.t.Helper()
-	var all struct {
-		Runs        []models.FeatureRun
-		Sandboxes   []models.Sandbox
-		Phases      []models.PhaseResult
-		Invocations []models.AgentInvocation
-		CTAs        []models.CTAEvent
-	}
-	for _, dest := range []any{&all.Runs, &all.Sandboxes, &all.Phases, &all.Invocations, &all.CTAs} {
-		require.NoError(e.t, e.db.WithContext(e.ctx).Order("id").Find(dest).Error)
-	}
-	b, err := json.Marshal(all)
-	require.NoError(e.t, err)
-	return string(b)
+	return persistencetest.TakeSnapshot(e.t, e.db, persistencetest.Exact()).String()
 }
 
 // jsonEq asserts that the JSON got is JSON-equal to want.

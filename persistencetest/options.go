@@ -1,0 +1,72 @@
+package persistencetest
+
+import "github.com/google/uuid"
+
+// Option changes how [RequireReplaySafe] runs steps, or how snapshots
+// ([ReadSnapshot], [TakeSnapshot]) read the tables. Each option says which
+// of them it affects; the others ignore it.
+type Option func(*config)
+
+type config struct {
+	// replayFromStart adds the mode that replays every step from the first
+	// after a crash.
+	replayFromStart bool
+	// exact compares every column as stored.
+	exact bool
+	// times are the time columns compared by value.
+	times map[string]bool
+	// run limits a snapshot to one feature run's rows, unless it is
+	// uuid.Nil.
+	run uuid.UUID
+}
+
+func newConfig(opts []Option) config {
+	c := config{times: map[string]bool{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// ReplayFromStart adds a stricter mode to [RequireReplaySafe]: for each
+// step, the run crashes after that step's writes and the engine replays the
+// workflow from its first step, executing every step again. Engines that do
+// not memoise finished steps work this way, and so does a workflow whose
+// journal is lost. Steps must then be safe to re-execute after later steps
+// ran: a step that moves a run to a phase, for example, must accept that
+// the run has since completed (the move then returns
+// [repository.ErrInvalidTransition]).
+func ReplayFromStart() Option {
+	return func(c *config) { c.replayFromStart = true }
+}
+
+// CompareTimes compares the named time columns by value, to the
+// microsecond, rather than only as set or unset. Use it for times a step
+// takes from its input, such as a CTA event's "expires_at" computed from
+// the triggering event, where a replay that stored another time would be a
+// bug. Times set from the database's clock (created_at, updated_at,
+// completed_at and the like) differ between any two runs and must not be
+// named. It affects [RequireReplaySafe] and snapshots.
+func CompareTimes(columns ...string) Option {
+	return func(c *config) {
+		for _, col := range columns {
+			c.times[col] = true
+		}
+	}
+}
+
+// OfRun limits a snapshot to the feature run runID and the rows that
+// belong to it, so that runs sharing a database can be compared one by one.
+// It affects [RequireReplaySafe] and snapshots.
+func OfRun(runID uuid.UUID) Option {
+	return func(c *config) { c.run = runID }
+}
+
+// Exact makes a snapshot keep every column as the database returned it:
+// times to the microsecond, generated IDs by value and JSON by its stored
+// text. It is for comparing one database before and after a call, where
+// nothing may move, not even updated_at; two databases written at
+// different times always differ under it.
+func Exact() Option {
+	return func(c *config) { c.exact = true }
+}

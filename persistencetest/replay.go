@@ -1,0 +1,309 @@
+package persistencetest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// Step is one step of a durable workflow: the unit an engine checkpoints,
+// and runs again when the process died before the checkpoint.
+type Step struct {
+	// Name identifies the step in failure messages.
+	Name string
+	// Run executes the step's writes through repo. It is called any
+	// number of times, concurrently too, as an engine may. What it needs
+	// from earlier steps, or from an engine's memoised clock or random
+	// values, it should capture as a fixed input.
+	Run func(ctx context.Context, repo *repository.Repository) error
+}
+
+// copies is how many goroutines run each step at once in the concurrent
+// mode: enough for every interleaving of a check and a write to occur.
+const copies = 8
+
+// RequireReplaySafe runs steps on fresh databases from open: once cleanly,
+// then under each replay mode, and fails tb with a readable diff when any
+// resulting database differs from the clean one.
+//
+// The modes, each on a database of its own:
+//
+//   - each step runs twice in a row, as when an engine retries a step whose
+//     checkpoint was lost, or delivers an event twice;
+//   - each step runs on 8 goroutines at once, as when a timed-out step is
+//     retried while its first execution still runs;
+//   - for each step k, the run crashes after step k's writes and resumes at
+//     step k, which runs again, as engines that memoise finished steps do
+//     (DBOS, Inngest, Temporal activities);
+//   - with [ReplayFromStart], for each step k, the run crashes after step
+//     k's writes and replays from the first step.
+//
+// After each step of the first two modes, and after the step run again
+// and at the end of the others, the database must equal the clean run's
+// at the same point, as [Diff] compares them: every column of the five
+// tables, times only as set or unset and IDs the package generated only as
+// generated (see [Snapshot]). Every execution of a step must return nil.
+// The message of a failure names the mode, the step, and the first rows
+// that differ, the clean run's beside the mode's. Each mode stops at its
+// first failure; tb fails once every mode ran.
+//
+// open must return a fresh, migrated database each time it is called, as
+// [Open] does, or a closure calling [OpenPostgres]. RequireReplaySafe
+// closes the idle connections of each database when done with it, so that
+// a server is not left holding connections for every crash point.
+// Options: [ReplayFromStart], [CompareTimes], [OfRun].
+func RequireReplaySafe(tb testing.TB, open func(testing.TB) *gorm.DB, steps []Step, opts ...Option) {
+	tb.Helper()
+	r := &replayer{tb: tb, ctx: tb.Context(), open: open, steps: steps, cfg: newConfig(opts), opts: opts}
+	if msg := r.cleanRun(); msg != "" {
+		tb.Fatalf("%s", msg)
+	}
+	modes := []func() string{r.twice, r.concurrently, r.crashAndResume}
+	if r.cfg.replayFromStart {
+		modes = append(modes, r.crashAndReplay)
+	}
+	failed := false
+	for _, mode := range modes {
+		if msg := mode(); msg != "" {
+			tb.Errorf("%s", msg)
+			failed = true
+		}
+	}
+	if failed {
+		tb.FailNow()
+	}
+}
+
+type replayer struct {
+	tb    testing.TB
+	ctx   context.Context
+	open  func(testing.TB) *gorm.DB
+	steps []Step
+	cfg   config
+	opts  []Option
+	// clean[i] is the clean run's database after its first i steps.
+	clean []Snapshot
+}
+
+// database opens a fresh database and returns it with a Repository on it
+// and a function that releases it.
+func (r *replayer) database() (*gorm.DB, *repository.Repository, func()) {
+	r.tb.Helper()
+	db := r.open(r.tb)
+	release := func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.SetMaxIdleConns(0)
+		}
+	}
+	return db, repository.New(db), release
+}
+
+func (r *replayer) snapshot(db *gorm.DB) Snapshot {
+	r.tb.Helper()
+	return TakeSnapshot(r.tb, db, r.opts...)
+}
+
+// run executes step i, turning a panic into an error so that a broken step
+// fails the test with a message rather than killing it.
+func (r *replayer) run(repo *repository.Repository, i int) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	return r.steps[i].Run(r.ctx, repo)
+}
+
+func (r *replayer) cleanRun() string {
+	db, repo, release := r.database()
+	defer release()
+	r.clean = append(r.clean[:0], r.snapshot(db))
+	for i := range r.steps {
+		if err := r.run(repo, i); err != nil {
+			return fmt.Sprintf("persistencetest: the clean run failed: %s, returned: %v", r.step(i), err)
+		}
+		r.clean = append(r.clean, r.snapshot(db))
+	}
+	return ""
+}
+
+// step names step i for messages.
+func (r *replayer) step(i int) string {
+	return fmt.Sprintf("step %d of %d, %q", i+1, len(r.steps), r.steps[i].Name)
+}
+
+// failure is the message of a failed mode.
+func (r *replayer) failure(mode, what string, d Differences) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "persistencetest: not replay-safe when %s: %s", mode, what)
+	if d != nil {
+		fmt.Fprintf(&b, ", the database differs from the clean run's in %s:\n", plural(len(d), "row"))
+		b.WriteString(d.Describe("clean run", "replay", 3))
+		b.WriteString("A replay-safe step leaves the same rows however often it runs: derive IDs with repository.StableID from the step's input, take every value from that input rather than from the clock or a random source, and write only through the Repository, whose writes are safe to repeat.")
+	}
+	return b.String()
+}
+
+// compare returns the differences of db from the clean run after its
+// first n steps.
+func (r *replayer) compare(db *gorm.DB, n int) Differences {
+	r.tb.Helper()
+	return Diff(r.clean[n], r.snapshot(db))
+}
+
+func (r *replayer) twice() string {
+	const mode = "each step runs twice in a row"
+	db, repo, release := r.database()
+	defer release()
+	for i := range r.steps {
+		for n := range 2 {
+			if err := r.run(repo, i); err != nil {
+				return r.failure(mode, fmt.Sprintf("%s, returned an error on execution %d: %v", r.step(i), n+1, err), nil)
+			}
+		}
+		if d := r.compare(db, i+1); d != nil {
+			return r.failure(mode, fmt.Sprintf("after %s, ran twice", r.step(i)), d)
+		}
+	}
+	return ""
+}
+
+func (r *replayer) concurrently() string {
+	mode := fmt.Sprintf("each step runs on %d goroutines at once", copies)
+	db, repo, release := r.database()
+	defer release()
+	for i := range r.steps {
+		errs := make([]error, copies)
+		var ready, done sync.WaitGroup
+		start := make(chan struct{})
+		for g := range copies {
+			ready.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				ready.Done()
+				<-start
+				errs[g] = r.run(repo, i)
+			}()
+		}
+		// Release the goroutines together, so that they race.
+		ready.Wait()
+		close(start)
+		done.Wait()
+		if msg := summarize(errs); msg != "" {
+			return r.failure(mode, fmt.Sprintf("%s, returned %s", r.step(i), msg), nil)
+		}
+		if d := r.compare(db, i+1); d != nil {
+			return r.failure(mode, fmt.Sprintf("after %s, ran on %d goroutines", r.step(i), copies), d)
+		}
+	}
+	return ""
+}
+
+func (r *replayer) crashAndResume() string {
+	const mode = "a crash after a step's writes resumes at that step"
+	for k := range r.steps {
+		if msg := r.crashAt(k, mode, k); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+func (r *replayer) crashAndReplay() string {
+	const mode = "a crash after a step's writes replays from the first step"
+	for k := range r.steps {
+		if msg := r.crashAt(k, mode, 0); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// crashAt runs the steps up to k, crashes, and runs them again from step
+// from to the last. It compares the database after step k ran again and at
+// the end; when the end differs, it runs the crash again comparing after
+// every step, to name the first that differs, which is too slow to do on
+// every run.
+func (r *replayer) crashAt(k int, mode string, from int) string {
+	msg := r.crashOnce(k, mode, from, false)
+	if strings.Contains(msg, "and ran to the end") {
+		if detailed := r.crashOnce(k, mode, from, true); detailed != "" {
+			return detailed
+		}
+	}
+	return msg
+}
+
+func (r *replayer) crashOnce(k int, mode string, from int, everyStep bool) string {
+	db, repo, release := r.database()
+	defer release()
+	crash := fmt.Sprintf("crashed after %s", r.step(k))
+	for i := 0; i <= k; i++ {
+		if err := r.run(repo, i); err != nil {
+			return r.failure(mode, fmt.Sprintf("before the crash, %s, returned: %v", r.step(i), err), nil)
+		}
+	}
+	for i := from; i < len(r.steps); i++ {
+		if err := r.run(repo, i); err != nil {
+			return r.failure(mode, fmt.Sprintf("%s, then %s, returned: %v", crash, r.step(i), err), nil)
+		}
+		// Until the steps that ran before the crash have all run again,
+		// the database holds writes of later steps than the clean run's.
+		var what string
+		switch {
+		case i == k:
+			what = fmt.Sprintf("%s, and after it ran again", crash)
+		case i > k && everyStep:
+			what = fmt.Sprintf("%s, and then after %s", crash, r.step(i))
+		case i == len(r.steps)-1:
+			what = fmt.Sprintf("%s, and ran to the end", crash)
+		default:
+			continue
+		}
+		if d := r.compare(db, i+1); d != nil {
+			return r.failure(mode, what, d)
+		}
+	}
+	return ""
+}
+
+// summarize describes the errors of the goroutines, each distinct one
+// once; it returns "" when all returned nil.
+func summarize(errs []error) string {
+	var distinct []string
+	count := map[string]int{}
+	failed := 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		if count[err.Error()] == 0 {
+			distinct = append(distinct, err.Error())
+		}
+		count[err.Error()]++
+	}
+	if failed == 0 {
+		return ""
+	}
+	parts := make([]string, len(distinct))
+	for i, msg := range distinct {
+		parts[i] = fmt.Sprintf("%s (%d of %d)", msg, count[msg], len(errs))
+	}
+	return "errors: " + strings.Join(parts, "; ")
+}
+
+// plural returns n and noun, in the plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

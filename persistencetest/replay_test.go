@@ -1,0 +1,399 @@
+package persistencetest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/workload"
+	"github.com/agentpipeline/persistence/persistencetest"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// fakeTB records the failures of the test it stands for. FailNow ends the
+// goroutine that calls it, as testing.T's does; run code that may call it
+// with runFake.
+type fakeTB struct {
+	testing.TB
+	mu     sync.Mutex
+	failed bool
+	msgs   []string
+}
+
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed = true
+	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeTB) Error(args ...any) { f.Errorf("%s", fmt.Sprint(args...)) }
+
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.Errorf(format, args...)
+	f.FailNow()
+}
+
+func (f *fakeTB) Fatal(args ...any) {
+	f.Error(args...)
+	f.FailNow()
+}
+
+func (f *fakeTB) Fail() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed = true
+}
+
+func (f *fakeTB) FailNow() {
+	f.Fail()
+	runtime.Goexit()
+}
+
+func (f *fakeTB) Failed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// runFake runs fn with a fakeTB standing for t, in a goroutine of its own
+// that FailNow may end, and returns whether fn failed it and with what.
+// Cleanups go to t.
+func runFake(t *testing.T, fn func(tb testing.TB)) (failed bool, msgs []string) {
+	t.Helper()
+	f := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(f)
+	}()
+	<-done
+	return f.Failed(), f.msgs
+}
+
+// onboarding is a small replay-safe workflow: every ID derived from the
+// event, every value fixed, every write through the Repository.
+type onboarding struct {
+	run, phase, invocation uuid.UUID
+}
+
+func newOnboarding(event string) onboarding {
+	return onboarding{
+		run:        repository.StableID(event, "run"),
+		phase:      repository.StableID(event, "phase", "plan"),
+		invocation: repository.StableID(event, "invocation", "planner"),
+	}
+}
+
+func (o onboarding) createRun() persistencetest.Step {
+	return persistencetest.Step{Name: "create run", Run: func(ctx context.Context, repo *repository.Repository) error {
+		_, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{ID: o.run, Phase: "plan", Metadata: map[string]any{"repo": "acme/web"}})
+		return err
+	}}
+}
+
+func (o onboarding) startPlan() persistencetest.Step {
+	return persistencetest.Step{Name: "start plan", Run: func(ctx context.Context, repo *repository.Repository) error {
+		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{ID: o.phase, FeatureRunID: o.run, Phase: "plan"})
+		return err
+	}}
+}
+
+func (o onboarding) invokePlanner(id uuid.UUID) persistencetest.Step {
+	return persistencetest.Step{Name: "invoke planner", Run: func(ctx context.Context, repo *repository.Repository) error {
+		_, err := repo.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
+			ID: id, FeatureRunID: o.run, PhaseResultID: &o.phase, Agent: "planner", Model: "claude-opus-4",
+		})
+		return err
+	}}
+}
+
+func (o onboarding) remember(memory string) persistencetest.Step {
+	return persistencetest.Step{Name: "remember", Run: func(ctx context.Context, repo *repository.Repository) error {
+		return repo.UpdateFeatureRunMemories(ctx, o.run, []any{memory})
+	}}
+}
+
+func (o onboarding) passPlan() persistencetest.Step {
+	return persistencetest.Step{Name: "pass plan", Run: func(ctx context.Context, repo *repository.Repository) error {
+		return repo.PassPhaseResult(ctx, o.phase, map[string]any{"steps": 3})
+	}}
+}
+
+func (o onboarding) complete() persistencetest.Step {
+	return persistencetest.Step{Name: "complete", Run: func(ctx context.Context, repo *repository.Repository) error {
+		return repo.CompleteFeatureRun(ctx, o.run)
+	}}
+}
+
+func (o onboarding) steps() []persistencetest.Step {
+	return []persistencetest.Step{
+		o.createRun(), o.startPlan(), o.invokePlanner(o.invocation),
+		o.remember("uses Go modules"), o.passPlan(), o.complete(),
+	}
+}
+
+// modes are the default modes, as failure messages name them.
+var modes = []string{
+	"each step runs twice in a row",
+	"each step runs on 8 goroutines at once",
+	"a crash after a step's writes resumes at that step",
+}
+
+func TestRequireReplaySafePassesReplaySafeSteps(t *testing.T) {
+	t.Parallel()
+	failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, newOnboarding("evt-ok").steps(), persistencetest.ReplayFromStart())
+	})
+	if failed {
+		t.Fatalf("replay-safe steps failed:\n%s", strings.Join(msgs, "\n"))
+	}
+}
+
+// TestRequireReplaySafeCatches runs workflows each broken in one step the
+// way the package's users break theirs, and checks that every default mode
+// fails, with a message naming the mode and the step and showing what
+// differs.
+func TestRequireReplaySafeCatches(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-broken")
+	steps := o.steps()
+	cases := []struct {
+		name string
+		// step replaces steps[at], or is inserted before it.
+		at     int
+		insert bool
+		step   persistencetest.Step
+		// want are in every mode's message.
+		want []string
+	}{
+		{
+			name: "an ID from uuid.New()",
+			at:   2,
+			step: persistencetest.Step{Name: "invoke planner", Run: func(ctx context.Context, repo *repository.Repository) error {
+				_, err := repo.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
+					ID: uuid.New(), FeatureRunID: o.run, PhaseResultID: &o.phase, Agent: "planner", Model: "claude-opus-4",
+				})
+				return err
+			}},
+			want: []string{
+				`step 3 of 6, "invoke planner"`,
+				"only in clean run, beside",
+				"only in replay",
+				"every other column is equal: the same row under another key, as when an ID comes from uuid.New()",
+			},
+		},
+		{
+			name: "a clock reading as a memory",
+			at:   3,
+			step: persistencetest.Step{Name: "remember", Run: func(ctx context.Context, repo *repository.Repository) error {
+				return repo.UpdateFeatureRunMemories(ctx, o.run, []any{"checked at " + time.Now().Format(time.RFC3339Nano)})
+			}},
+			want: []string{
+				`step 4 of 6, "remember"`,
+				"feature_runs " + o.run.String() + ": differs",
+				`memories   ["checked at 20`,
+			},
+		},
+		{
+			name:   "a raw update that is not idempotent",
+			at:     1,
+			insert: true,
+			step: persistencetest.Step{Name: "tag phase", Run: func(ctx context.Context, repo *repository.Repository) error {
+				return repo.DB().WithContext(ctx).Exec("UPDATE feature_runs SET phase = phase || 'x' WHERE id = ?", o.run).Error
+			}},
+			want: []string{
+				`step 2 of 7, "tag phase"`,
+				"feature_runs " + o.run.String() + ": differs",
+				`"planx"`,
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			broken := append([]persistencetest.Step(nil), steps...)
+			if c.insert {
+				broken = slices.Insert(broken, c.at, c.step)
+			} else {
+				broken[c.at] = c.step
+			}
+			failed, msgs := runFake(t, func(tb testing.TB) {
+				persistencetest.RequireReplaySafe(tb, persistencetest.Open, broken)
+			})
+			if !failed {
+				t.Fatal("RequireReplaySafe passed the broken steps")
+			}
+			if len(msgs) != len(modes) {
+				t.Fatalf("%d failures, want one per mode (%d):\n%s", len(msgs), len(modes), strings.Join(msgs, "\n\n"))
+			}
+			for i, msg := range msgs {
+				for _, want := range append([]string{"not replay-safe when " + modes[i]}, c.want...) {
+					if !strings.Contains(msg, want) {
+						t.Errorf("failure %d lacks %q:\n%s", i+1, want, msg)
+					}
+				}
+			}
+			t.Logf("the first failure:\n%s", msgs[0])
+		})
+	}
+}
+
+// TestReplayFromStartCatchesWhatResumingDoesNot: a step that moves the run
+// to a phase is safe to run again at once, but not after the run
+// completed, which only a replay from the first step does.
+func TestReplayFromStartCatchesWhatResumingDoesNot(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-replay")
+	steps := []persistencetest.Step{
+		o.createRun(),
+		{Name: "enter implement", Run: func(ctx context.Context, repo *repository.Repository) error {
+			return repo.UpdateFeatureRunPhase(ctx, o.run, "implement")
+		}},
+		{Name: "enter review", Run: func(ctx context.Context, repo *repository.Repository) error {
+			return repo.UpdateFeatureRunPhase(ctx, o.run, "review")
+		}},
+		o.complete(),
+	}
+	if failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+	}); failed {
+		t.Fatalf("the default modes failed:\n%s", strings.Join(msgs, "\n"))
+	}
+	failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.ReplayFromStart())
+	})
+	want := `persistencetest: not replay-safe when a crash after a step's writes replays from the first step: crashed after step 4 of 4, "complete", then step 2 of 4, "enter implement", returned: ` +
+		"update feature run " + o.run.String() + " phase: invalid transition"
+	if !failed || len(msgs) != 1 || !strings.HasPrefix(msgs[0], want) {
+		t.Fatalf("got failures %q, want one starting %q", msgs, want)
+	}
+}
+
+// TestConcurrentModeCatchesCheckThenCreate: a step that creates a phase
+// result under an ID the package generates, unless the run has one, is
+// safe to run again, and its row compares equal across databases although
+// its ID differs; but copies of it racing each find none and each create
+// one.
+func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-check-then-create")
+	steps := []persistencetest.Step{o.createRun(), {Name: "start plan once", Run: func(ctx context.Context, repo *repository.Repository) error {
+		var n int64
+		if err := repo.DB().WithContext(ctx).Table("phase_results").Where("feature_run_id = ?", o.run).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		// The time to decide, in which the other copies check too, unless
+		// the machine stalls them all longer.
+		time.Sleep(20 * time.Millisecond)
+		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: o.run, Phase: "plan"})
+		return err
+	}}}
+	failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+	})
+	if !failed || len(msgs) != 1 || !strings.Contains(msgs[0], "not replay-safe when "+modes[1]+`: after step 2 of 2, "start plan once", ran on 8 goroutines`) ||
+		!strings.Contains(msgs[0], "phase_results <generated #2>: only in replay") {
+		t.Fatalf("got failures %q, want one, of the concurrent mode", msgs)
+	}
+	t.Logf("the failure:\n%s", msgs[0])
+}
+
+func TestRequireReplaySafeReportsErrors(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-errors")
+	var calls atomic.Int64
+	steps := []persistencetest.Step{o.createRun(), {Name: "flaky", Run: func(context.Context, *repository.Repository) error {
+		if calls.Add(1) > 1 {
+			return errors.New("connection reset")
+		}
+		return nil
+	}}}
+	failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+	})
+	wants := []string{
+		`persistencetest: not replay-safe when each step runs twice in a row: step 2 of 2, "flaky", returned an error on execution 1: connection reset`,
+		`persistencetest: not replay-safe when each step runs on 8 goroutines at once: step 2 of 2, "flaky", returned errors: connection reset (8 of 8)`,
+		`persistencetest: not replay-safe when a crash after a step's writes resumes at that step: crashed after step 1 of 2, "create run", then step 2 of 2, "flaky", returned: connection reset`,
+	}
+	if !failed || !slices.Equal(msgs, wants) {
+		t.Fatalf("got failures %q, want %q", msgs, wants)
+	}
+
+	failed, msgs = runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, []persistencetest.Step{{Name: "broken", Run: func(context.Context, *repository.Repository) error {
+			panic("nil map")
+		}}})
+	})
+	want := `persistencetest: the clean run failed: step 1 of 1, "broken", returned: panic: nil map`
+	if !failed || len(msgs) != 1 || msgs[0] != want {
+		t.Fatalf("got failures %q, want %q", msgs, want)
+	}
+}
+
+// TestRequireReplaySafeOnWorkload runs generated feature runs of
+// internal/workload, 80 steps each, under every mode.
+func TestRequireReplaySafeOnWorkload(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		seed int64
+		// mode is how workload.Check judges the steps' errors: a replay
+		// from the first step runs steps after later ones, where it
+		// accepts refusals it does not in order.
+		mode workload.Mode
+		opts []persistencetest.Option
+	}{
+		{1, workload.InOrder, nil},
+		{2, workload.InOrder, nil},
+		{3, workload.Replay, []persistencetest.Option{persistencetest.ReplayFromStart()}},
+	} {
+		t.Run(fmt.Sprint(c.seed), func(t *testing.T) {
+			if testing.Short() && c.seed != 1 {
+				t.Skip("skipping under -short: seed 1 is enough for a quick check")
+			}
+			t.Parallel()
+			generated := workload.Generate(c.seed, fmt.Sprintf("kit-%d", c.seed))
+			steps := make([]persistencetest.Step, len(generated))
+			for i, s := range generated {
+				steps[i] = persistencetest.Step{Name: s.Name, Run: func(ctx context.Context, repo *repository.Repository) error {
+					return workload.Exec(ctx, repo, s, c.mode)
+				}}
+			}
+			persistencetest.RequireReplaySafe(t, persistencetest.Open, steps, append(c.opts, persistencetest.CompareTimes("expires_at"))...)
+		})
+	}
+}
+
+// TestRequireReplaySafeOnPostgres runs a replay-safe workflow and a broken
+// one on PostgreSQL.
+func TestRequireReplaySafeOnPostgres(t *testing.T) {
+	t.Parallel()
+	dbtest.PostgresServer(t) // skips, or fails under CI, without a server
+	open := func(tb testing.TB) *gorm.DB { return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN()) }
+	o := newOnboarding("evt-pg")
+	persistencetest.RequireReplaySafe(t, open, o.steps())
+
+	broken := o.steps()
+	broken[3].Run = func(ctx context.Context, repo *repository.Repository) error {
+		return repo.UpdateFeatureRunMemories(ctx, o.run, []any{"at " + time.Now().String()})
+	}
+	failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, open, broken) })
+	if !failed || len(msgs) != len(modes) || !strings.Contains(msgs[0], `after step 4 of 6, "remember", ran twice`) {
+		t.Fatalf("got failures %q", msgs)
+	}
+}
