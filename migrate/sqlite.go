@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,7 +58,7 @@ var sqlite = dialect{
 			return err
 		}
 		for _, t := range triggers {
-			if !contains(have, t.name) {
+			if !slices.Contains(have, t.name) {
 				if err := tx.Exec(t.sql).Error; err != nil {
 					return fmt.Errorf("create trigger %s: %w", t.name, err)
 				}
@@ -65,15 +66,6 @@ var sqlite = dialect{
 		}
 		return nil
 	},
-}
-
-func contains(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // foreignKeyMessage starts the message of the error an SQLite trigger
@@ -150,6 +142,7 @@ func (c *noRebuild) refuse(query string) error {
 	return nil
 }
 
+// PrepareContext prepares query, unless it drops a table.
 func (c *noRebuild) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
 	if err := c.refuse(query); err != nil {
 		return nil, err
@@ -157,6 +150,7 @@ func (c *noRebuild) PrepareContext(ctx context.Context, query string) (*sql.Stmt
 	return c.ConnPool.PrepareContext(ctx, query)
 }
 
+// ExecContext runs query, unless it drops a table.
 func (c *noRebuild) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if err := c.refuse(query); err != nil {
 		return nil, err
@@ -164,7 +158,10 @@ func (c *noRebuild) ExecContext(ctx context.Context, query string, args ...any) 
 	return c.ConnPool.ExecContext(ctx, query, args...)
 }
 
-// Commit and Rollback let GORM see the connection is a transaction, so
-// that the migrator's own transactions become savepoints in it.
-func (c *noRebuild) Commit() error   { return c.ConnPool.(gorm.TxCommitter).Commit() }
+// Commit commits the transaction. With Rollback, it lets GORM see the
+// connection is a transaction, so that the migrator's own transactions
+// become savepoints in it.
+func (c *noRebuild) Commit() error { return c.ConnPool.(gorm.TxCommitter).Commit() }
+
+// Rollback rolls the transaction back.
 func (c *noRebuild) Rollback() error { return c.ConnPool.(gorm.TxCommitter).Rollback() }
