@@ -29,11 +29,13 @@ import (
 // are in canonical form, as PostgreSQL's jsonb and SQLite's text render the
 // same value differently. Timestamps that the clock sets are reduced to
 // whether they are set, which must not depend on how often a step ran;
-// expires_at, which the caller chooses, is kept.
+// the times the caller chooses (callerTimes) are kept.
 type snapshot map[string]map[string]string
 
-// callerTimes are the time columns whose values come from the workload.
-var callerTimes = map[string]bool{"expires_at": true}
+// callerTimes are the time columns whose values come from the workload, as
+// table.column: a sandbox's started_at is the clock's, an invocation's the
+// caller's.
+var callerTimes = map[string]bool{"cta_events.expires_at": true, "agent_invocations.started_at": true}
 
 // takeSnapshot reads the rows of run, or of every run when run is uuid.Nil.
 func takeSnapshot(t testing.TB, ctx context.Context, db *gorm.DB, run uuid.UUID) snapshot {
@@ -63,7 +65,7 @@ func takeSnapshot(t testing.TB, ctx context.Context, db *gorm.DB, run uuid.UUID)
 			cols := map[string]any{}
 			for _, name := range stmt.Schema.DBNames {
 				v, _ := stmt.Schema.FieldsByDBName[name].ValueOf(ctx, row)
-				cols[name] = canonicalColumn(t, name, v)
+				cols[name] = canonicalColumn(t, table+"."+name, v)
 			}
 			b, err := json.Marshal(cols)
 			if err != nil {
@@ -197,6 +199,7 @@ func TestSnapshotSeesEveryChange(t *testing.T) {
 	steps := workload.Generate(5, key)
 	run := workload.RunID(key)
 	invocation := repository.StableID(key, "invocation", "plan", "1", "0")
+	subAgent := repository.StableID(key, "invocation", "plan", "1", "1")
 	cases := []struct {
 		name  string
 		diffs int
@@ -219,6 +222,18 @@ func TestSnapshotSeesEveryChange(t *testing.T) {
 		}},
 		{"status regressed", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
 			return db.WithContext(ctx).Exec(`UPDATE sandboxes SET status = 'running' WHERE status = 'stopped'`).Error
+		}},
+		{"sub-agent detached", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET parent_invocation_id = NULL WHERE id = ?`, subAgent).Error
+		}},
+		{"start moved", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET started_at = ? WHERE id = ?`, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), invocation).Error
+		}},
+		{"cache tokens changed", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET cache_read_input_tokens = cache_read_input_tokens + 1 WHERE id = ?`, invocation).Error
+		}},
+		{"time to first token unset", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET time_to_first_token_micros = NULL WHERE time_to_first_token_micros IS NOT NULL AND id = (SELECT min(id) FROM agent_invocations WHERE time_to_first_token_micros IS NOT NULL)`).Error
 		}},
 		{"timestamp unset", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
 			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET finished_at = NULL WHERE id = ?`, invocation).Error
