@@ -163,7 +163,6 @@ func TestGenerateSubAgents(t *testing.T) {
 		created := map[uuid.UUID]int{}
 		completed := map[uuid.UUID]int{}
 		parents := map[uuid.UUID]*uuid.UUID{}
-		var results []repository.InvocationResult
 		seen := map[string]bool{}
 		for i, c := range calls {
 			var args []json.RawMessage
@@ -188,7 +187,6 @@ func TestGenerateSubAgents(t *testing.T) {
 			require.NoError(t, json.Unmarshal(args[0], &id))
 			require.NoError(t, json.Unmarshal(args[1], &res))
 			completed[id] = i
-			results = append(results, res)
 			assert.LessOrEqual(t, res.CacheReadInputTokens+res.CacheWriteInputTokens, res.InputTokens)
 			assert.LessOrEqual(t, res.ReasoningOutputTokens, res.OutputTokens)
 			assert.NotEmpty(t, res.ResponseModel)
