@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,26 +27,70 @@ var tables = []string{"feature_runs", "sandboxes", "phase_results", "agent_invoc
 // TestUpgrade starts from the schema of each earlier version, as that
 // version's migrate.Up made it (the fixtures in testdata/upgrade, made by
 // scripts/schema-sql.sh), fills it with rows of every table in every
-// status, and runs this version's Up, on every database. Up must lose and
-// change no row, leave the new columns NULL, rewrite no table (on SQLite,
-// rebuild none), and make the catalog a new database gets; replays of the
-// old rows must behave as before, the old rows must take part in the new
-// features, and a second Up must send no DDL.
+// status, and upgrades it, on every database: with this version's Up, and
+// with the versioned files of migrate/sql that follow that version's
+// schema. The upgrade must lose and change no row, leave the new columns
+// NULL, rewrite no table (on SQLite, rebuild none), and make the catalog a
+// new database gets; replays of the old rows must behave as before, the
+// old rows must take part in the new features, and Up must then send no
+// DDL.
 func TestUpgrade(t *testing.T) {
 	versions, err := filepath.Glob(filepath.Join("testdata", "upgrade", "*"))
 	require.NoError(t, err)
 	require.NotEmpty(t, versions)
+	slices.Sort(versions)
 	for _, d := range dbtest.All() {
-		for _, dir := range versions {
-			t.Run(d.Name+"/from "+filepath.Base(dir), func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join("sql", d.Name, "*.up.sql"))
+		require.NoError(t, err)
+		slices.Sort(files)
+		require.Len(t, files, len(versions)+1, "the first version's schema, then an upgrade from each version")
+		for i, dir := range versions {
+			fixture := filepath.Join(dir, d.Name+".sql")
+			t.Run(d.Name+"/from "+filepath.Base(dir)+"/by Up", func(t *testing.T) {
 				t.Parallel()
-				testUpgrade(t, d, filepath.Join(dir, d.Name+".sql"))
+				testUpgrade(t, d, fixture, func(db *gorm.DB) []string {
+					rec := dbtest.RecorderOf(db)
+					rec.Start()
+					require.NoError(t, migrate.Up(t.Context(), db))
+					stmts, _ := rec.Stop()
+					return stmts
+				})
+			})
+			// files[0] is the first version's schema; files[i+1] upgrades
+			// version i to the next.
+			t.Run(d.Name+"/from "+filepath.Base(dir)+"/by the SQL files", func(t *testing.T) {
+				t.Parallel()
+				testUpgrade(t, d, fixture, func(db *gorm.DB) []string {
+					var stmts []string
+					for _, f := range files[i+1:] {
+						execFile(t, db, f)
+						b, err := os.ReadFile(f)
+						require.NoError(t, err)
+						for s := range strings.SplitSeq(string(b), ";\n") {
+							stmts = append(stmts, strings.TrimSpace(stripComments(s)))
+						}
+					}
+					return stmts
+				})
 			})
 		}
 	}
 }
 
-func testUpgrade(t *testing.T, d dbtest.Database, fixture string) {
+// stripComments drops the lines of s that are SQL comments.
+func stripComments(s string) string {
+	var kept []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n")
+}
+
+// testUpgrade fills the schema of fixture, upgrades it with upgrade, which
+// returns the statements it sent, and checks the result.
+func testUpgrade(t *testing.T, d dbtest.Database, fixture string, upgrade func(*gorm.DB) []string) {
 	ctx := t.Context()
 	fresh := d.Open(t)
 	require.NoError(t, migrate.Up(ctx, fresh))
@@ -58,12 +103,8 @@ func testUpgrade(t *testing.T, d dbtest.Database, fixture string) {
 	oldColumns := columnsOf(before)
 	storage := physical(t, db)
 
-	rec := dbtest.RecorderOf(db)
-	rec.Start()
-	require.NoError(t, migrate.Up(ctx, db))
-	stmts, _ := rec.Stop()
 	var sent []string
-	for _, s := range stmts {
+	for _, s := range upgrade(db) {
 		if ddl.MatchString(s) {
 			sent = append(sent, s)
 		}

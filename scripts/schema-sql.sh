@@ -16,7 +16,9 @@
 # Usage: scripts/schema-sql.sh
 #
 # Needs a PostgreSQL server at TEST_POSTGRES_DSN (default: the one
-# internal/dbtest uses). Run it after every change to the schema, adding the
+# internal/dbtest uses). GORM lists a new table's foreign keys in the order
+# of a map, so regenerated files may order them differently; the schema
+# they make is the same, which is what migrate's tests compare. Run it after every change to the schema, adding the
 # version the change starts from to `versions` below (its fixture is then
 # generated once and kept), and commit what it writes; migrate's tests fail
 # until then.
