@@ -46,7 +46,12 @@ func New(db *gorm.DB) *Repository {
 	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
 	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true}), dialect: dialectOf(db)}
 	if r.dialect.err == nil {
-		r.inserts, r.dialect.err = renderInserts(r.db)
+		// The dialect is shared by every Repository of its database, so a
+		// failure is this one's own dialect rather than a write to it.
+		var err error
+		if r.inserts, err = renderInserts(r.db); err != nil {
+			r.dialect = &dialect{err: err}
+		}
 	}
 	return r
 }
