@@ -89,8 +89,8 @@ type AgentInvocation struct {
 	// CreatedAt is when it was recorded.
 	StartedAt *time.Time
 	// TimeToFirstTokenMicros is how long the first token of a streamed
-	// response took to arrive, in microseconds
-	// (gen_ai.response.time_to_first_chunk, in seconds there).
+	// response took to arrive, in microseconds (what OpenTelemetry's metric
+	// gen_ai.server.time_to_first_token measures, in seconds).
 	TimeToFirstTokenMicros *int64
 	// ParentInvocationID is the invocation that called this one, for a
 	// sub-agent: an invocation of the same run.

@@ -88,11 +88,12 @@ type InvocationResult struct {
 // the existing row as it is, whatever in holds.
 //
 // A missing run returns ErrNotFound, and so do a phase result and a parent
-// invocation that are not of the run: one in another run is, to this run,
-// missing, and the database, which tells a violated foreign key from no
-// other, cannot say more without another statement. Arguments that are
-// wrong whatever the database holds, such as an invocation naming itself
-// as its parent, return ErrInvalidInput.
+// invocation that are not of the run, whether they are missing or of
+// another run: to this run both are missing, and the database reports both
+// as the same violated foreign key, which only another statement could
+// tell apart. ErrInvalidInput is for arguments wrong whatever the database
+// holds, refused before it is touched, such as an invocation naming itself
+// as its parent.
 func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvocation) (uuid.UUID, error) {
 	const op = "create agent invocation: %w"
 	if err := firstErr(
