@@ -40,12 +40,21 @@ func TestUpgrade(t *testing.T) {
 	require.NotEmpty(t, versions)
 	slices.Sort(versions)
 	for _, d := range dbtest.All() {
+		// A database supported from a later version on has no fixture of
+		// the versions before.
+		var fixtures []string
+		for _, dir := range versions {
+			if f := filepath.Join(dir, d.Name+".sql"); fileExists(f) {
+				fixtures = append(fixtures, f)
+			}
+		}
+		require.NotEmpty(t, fixtures, "no fixture for %s", d.Name)
 		files, err := filepath.Glob(filepath.Join("sql", d.Name, "*.up.sql"))
 		require.NoError(t, err)
 		slices.Sort(files)
-		require.Len(t, files, len(versions)+1, "the first version's schema, then an upgrade from each version")
-		for i, dir := range versions {
-			fixture := filepath.Join(dir, d.Name+".sql")
+		require.Len(t, files, len(fixtures)+1, "the first version's schema, then an upgrade from each version")
+		for i, fixture := range fixtures {
+			dir := filepath.Dir(fixture)
 			t.Run(d.Name+"/from "+filepath.Base(dir)+"/by Up", func(t *testing.T) {
 				t.Parallel()
 				testUpgrade(t, d, fixture, func(db *gorm.DB) []string {
@@ -75,6 +84,11 @@ func TestUpgrade(t *testing.T) {
 			})
 		}
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // stripComments drops the lines of s that are SQL comments.
