@@ -43,14 +43,17 @@ const (
 	insertFeatureRunSQL      = `INSERT INTO "feature_runs" ("id","phase","status","memories","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
 	insertSandboxSQL         = `INSERT INTO "sandboxes" ("id","feature_run_id","status","provider","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
 	insertPhaseResultSQL     = `INSERT INTO "phase_results" ("id","feature_run_id","phase","status","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING`
-	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","agent","model","status","input","input_tokens","output_tokens","cost_nano_usd","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING`
+	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","parent_invocation_id","agent","model","provider","status","input","input_tokens","output_tokens","cache_read_input_tokens","cache_write_input_tokens","reasoning_output_tokens","cost_nano_usd","started_at","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT DO NOTHING`
 	insertCTAEventSQL        = `INSERT INTO "cta_events" ("id","feature_run_id","kind","status","request_data","expires_at","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING`
 
 	updatePhaseSQL      = `WITH changed AS (UPDATE feature_runs SET phase = $1, updated_at = $2 WHERE status = 'running' AND phase <> $3 AND id = $4 RETURNING 1) SELECT (SELECT count(*) FROM changed), status, phase FROM feature_runs WHERE id = $4`
 	finishRunSQL        = `WITH changed AS (UPDATE feature_runs SET status = $1, error = $2, completed_at = $3, updated_at = $4 WHERE status = 'running' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM feature_runs WHERE id = $5`
 	finishPhaseSQL      = `WITH changed AS (UPDATE phase_results SET status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5 WHERE status = 'running' AND id = $6 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM phase_results WHERE id = $6`
-	finishInvocationSQL = `WITH changed AS (UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, cost_nano_usd = $7, error = $8, finished_at = $9, updated_at = $10 WHERE status = 'running' AND id = $11 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM agent_invocations WHERE id = $11`
-	resolveCTASQL       = `WITH changed AS (UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE status = 'pending' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM cta_events WHERE id = $5`
+	finishInvocationSQL = `WITH changed AS (UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, ` +
+		`cache_read_input_tokens = $7, cache_write_input_tokens = $8, reasoning_output_tokens = $9, cost_nano_usd = $10, ` +
+		`response_model = $11, provider_request_id = $12, finish_reason = $13, time_to_first_token_micros = $14, ` +
+		`error = $15, finished_at = $16, updated_at = $17 WHERE status = 'running' AND id = $18 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM agent_invocations WHERE id = $18`
+	resolveCTASQL = `WITH changed AS (UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE status = 'pending' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM cta_events WHERE id = $5`
 
 	absent            = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
 	appendMemoriesSQL = `
@@ -333,13 +336,29 @@ func (s *pgxStore) CreateAgentInvocation(ctx context.Context, in repository.NewA
 		return uuid.Nil, err
 	}
 	t := now()
-	var phaseResultID any
-	if in.PhaseResultID != nil {
-		phaseResultID = in.PhaseResultID.String()
+	var startedAt any
+	if in.StartedAt != nil {
+		startedAt = in.StartedAt.UTC().Truncate(time.Microsecond)
 	}
-	_, err = s.exec(ctx, insertAgentInvocationSQL, id.String(), in.FeatureRunID.String(), phaseResultID, in.Agent, in.Model,
-		string(models.InvocationRunning), input, 0, 0, 0, t, t)
+	_, err = s.exec(ctx, insertAgentInvocationSQL, id.String(), in.FeatureRunID.String(), idArg(in.PhaseResultID), idArg(in.ParentInvocationID),
+		in.Agent, in.Model, textArg(in.Provider), string(models.InvocationRunning), input, 0, 0, 0, 0, 0, 0, startedAt, t, t)
 	return id, err
+}
+
+// idArg is an optional UUID as a text argument, or NULL.
+func idArg(id *uuid.UUID) any {
+	if id == nil {
+		return nil
+	}
+	return id.String()
+}
+
+// textArg is an optional string as an argument: NULL when empty.
+func textArg(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // CompleteAgentInvocation implements workload.Store.
@@ -358,8 +377,13 @@ func (s *pgxStore) CompleteAgentInvocation(ctx context.Context, invocationID uui
 	}
 	t := now()
 	to := models.InvocationCompleted
+	var ttft any
+	if res.TimeToFirstTokenMicros != nil {
+		ttft = *res.TimeToFirstTokenMicros
+	}
 	return s.transition(ctx, "agent_invocations", invocationID.String(), string(to), []string{string(models.InvocationRunning)}, finishInvocationSQL,
-		string(to), steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CostNanoUSD, nil, t, t, invocationID.String())
+		string(to), steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens,
+		res.CostNanoUSD, textArg(res.ResponseModel), textArg(res.ProviderRequestID), textArg(res.FinishReason), ttft, nil, t, t, invocationID.String())
 }
 
 // CreateCTAEvent implements workload.Store.

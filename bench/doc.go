@@ -23,7 +23,9 @@
 //     repository does, so both do the same client-side JSON work. It
 //     returns the repository's outcomes (nil, ErrNotFound, a
 //     *repository.TransitionError), so the workload can drive either, and
-//     TestBaselineWritesLikeRepository checks that both leave the same rows.
+//     TestBaselineWritesLikeRepository checks that both leave the same rows,
+//     and TestBaselineSendsRepositoryStatements that the creates and the
+//     invocation finish are the repository's statements, text for text.
 //   - impl=naive is what a GORM user would write from the TypeScript plan,
 //     on GORM's default configuration (but for the logger, and
 //     TranslateError to recognise a missing parent), so every write is a
@@ -80,7 +82,8 @@
 // a server the benchmarks and the tests skip, or fail when CI is set. A
 // plain `go test` runs only TestBaselineWritesLikeRepository and
 // TestNaiveOutcomesLikeRepository, which take about a second, and -short
-// skips them.
+// skips them, and TestBaselineSendsRepositoryStatements, which needs no
+// server.
 //
 // All sides write to the same tables in the same database, each through a
 // pool of at most 8 connections (the workload's worker count), with pgx's

@@ -10,8 +10,9 @@ import (
 
 // rowsOfRun returns, as JSON text in creation order, the rows of each table
 // that the feature run of key wrote, without what differs between two runs
-// of the same seed: IDs derived from the key, and the times of the writes
-// (only whether each was set is kept).
+// of the same seed: IDs derived from the key (a sub-agent's parent is told
+// by its input instead), and the times of the writes (only whether each
+// was set is kept).
 const rowsOfRun = `
 WITH r AS (SELECT * FROM feature_runs WHERE id = $1)
 SELECT 'feature_runs', jsonb_agg(to_jsonb(r) - '{id,created_at,updated_at,completed_at}'::text[]
@@ -28,8 +29,9 @@ SELECT 'phase_results', jsonb_agg(to_jsonb(p) - '{id,feature_run_id,created_at,u
 		ORDER BY p.created_at)
 	FROM phase_results p WHERE p.feature_run_id = $1
 UNION ALL
-SELECT 'agent_invocations', jsonb_agg(to_jsonb(a) - '{id,feature_run_id,phase_result_id,created_at,updated_at,finished_at}'::text[]
-		|| jsonb_build_object('in_phase', a.phase_result_id IS NOT NULL, 'finished', a.finished_at IS NOT NULL)
+SELECT 'agent_invocations', jsonb_agg(to_jsonb(a) - '{id,feature_run_id,phase_result_id,parent_invocation_id,created_at,updated_at,finished_at}'::text[]
+		|| jsonb_build_object('in_phase', a.phase_result_id IS NOT NULL, 'finished', a.finished_at IS NOT NULL,
+			'parent_input', (SELECT p.input FROM agent_invocations p WHERE p.id = a.parent_invocation_id))
 		ORDER BY a.created_at)
 	FROM agent_invocations a WHERE a.feature_run_id = $1
 UNION ALL

@@ -313,14 +313,17 @@ func (s *naiveStore) CreateAgentInvocation(ctx context.Context, in repository.Ne
 	}
 	id := orRandom(in.ID)
 	return id, orphan(s.create(ctx, &models.AgentInvocation{
-		ID:            id,
-		FeatureRunID:  in.FeatureRunID,
-		PhaseResultID: in.PhaseResultID,
-		Agent:         in.Agent,
-		Model:         in.Model,
-		Status:        models.InvocationRunning,
-		Input:         datatypes.JSON(input),
-	}), "feature run "+in.FeatureRunID.String()+" or its phase result")
+		ID:                 id,
+		FeatureRunID:       in.FeatureRunID,
+		PhaseResultID:      in.PhaseResultID,
+		ParentInvocationID: in.ParentInvocationID,
+		Agent:              in.Agent,
+		Model:              in.Model,
+		Provider:           in.Provider,
+		StartedAt:          in.StartedAt,
+		Status:             models.InvocationRunning,
+		Input:              datatypes.JSON(input),
+	}), "feature run "+in.FeatureRunID.String()+", its phase result or the parent invocation")
 }
 
 // CompleteAgentInvocation implements workload.Store.
@@ -340,15 +343,22 @@ func (s *naiveStore) CompleteAgentInvocation(ctx context.Context, invocationID u
 	t := time.Now()
 	to := models.InvocationCompleted
 	inv, err := update[models.AgentInvocation](ctx, s.db, invocationID, "status = ?", models.InvocationRunning, map[string]any{
-		"status":        to,
-		"steps":         datatypes.JSON(steps),
-		"tool_calls":    datatypes.JSON(toolCalls),
-		"output":        datatypes.JSON(output),
-		"input_tokens":  res.InputTokens,
-		"output_tokens": res.OutputTokens,
-		"cost_nano_usd": res.CostNanoUSD,
-		"finished_at":   t,
-		"updated_at":    t,
+		"status":                     to,
+		"steps":                      datatypes.JSON(steps),
+		"tool_calls":                 datatypes.JSON(toolCalls),
+		"output":                     datatypes.JSON(output),
+		"input_tokens":               res.InputTokens,
+		"output_tokens":              res.OutputTokens,
+		"cache_read_input_tokens":    res.CacheReadInputTokens,
+		"cache_write_input_tokens":   res.CacheWriteInputTokens,
+		"reasoning_output_tokens":    res.ReasoningOutputTokens,
+		"cost_nano_usd":              res.CostNanoUSD,
+		"response_model":             res.ResponseModel,
+		"provider_request_id":        res.ProviderRequestID,
+		"finish_reason":              res.FinishReason,
+		"time_to_first_token_micros": res.TimeToFirstTokenMicros,
+		"finished_at":                t,
+		"updated_at":                 t,
 	})
 	if err != nil || inv == nil {
 		return err

@@ -40,8 +40,9 @@ func ReplayFromStart() Option {
 	return func(c *config) { c.replayFromStart = true }
 }
 
-// CompareTimes compares the named time columns by value, to the
-// microsecond, rather than only as set or unset. Use it for times a step
+// CompareTimes compares the named time columns, each "column" (in every
+// table) or "table.column", by value, to the microsecond, rather than only
+// as set or unset. Use it for times a step
 // takes from its input, such as a CTA event's "expires_at" computed from
 // the triggering event, where a replay that stored another time would be a
 // bug. Times set from the database's clock (created_at, updated_at,

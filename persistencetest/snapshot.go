@@ -123,7 +123,7 @@ func ReadSnapshot(ctx context.Context, db *gorm.DB, opts ...Option) (Snapshot, e
 			values := make([]string, len(t.columns))
 			for c, name := range t.columns {
 				v, _ := rd.schema.FieldsByDBName[name].ValueOf(ctx, rd.rows.Index(i))
-				text, err := r.value(name, v)
+				text, err := r.value(rd.schema.Table+"."+name, v)
 				if err != nil {
 					return Snapshot{}, fmt.Errorf("persistencetest: %s.%s: %w", rd.schema.Table, name, err)
 				}
@@ -181,13 +181,14 @@ type reader struct {
 	labels map[uuid.UUID]string
 }
 
+// value is the text of v, the value of column, named as "table.column".
 func (r *reader) value(column string, v any) (string, error) {
 	switch v := v.(type) {
 	case nil:
 		return null, nil
 	case time.Time:
 		switch {
-		case r.cfg.exact || r.cfg.times[column]:
+		case r.cfg.exact || r.cfg.times[column] || r.cfg.times[column[strings.IndexByte(column, '.')+1:]]:
 			return v.UTC().Format(time.RFC3339Nano), nil
 		case v.IsZero():
 			return "zero", nil

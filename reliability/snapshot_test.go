@@ -18,14 +18,15 @@ import (
 
 // snapshot is the content of the five tables as persistencetest compares
 // them: every column, JSON in canonical form and the times the clock sets
-// only as set or unset. expires_at, which the workload chooses, is
-// compared by value.
+// only as set or unset. The times the workload chooses, a CTA event's
+// expires_at and an invocation's started_at (a sandbox's is the clock's),
+// are compared by value.
 type snapshot struct{ persistencetest.Snapshot }
 
 // takeSnapshot reads the rows of run, or of every run when run is uuid.Nil.
 func takeSnapshot(t testing.TB, ctx context.Context, db *gorm.DB, run uuid.UUID) snapshot {
 	t.Helper()
-	opts := []persistencetest.Option{persistencetest.CompareTimes("expires_at")}
+	opts := []persistencetest.Option{persistencetest.CompareTimes("cta_events.expires_at", "agent_invocations.started_at")}
 	if run != uuid.Nil {
 		opts = append(opts, persistencetest.OfRun(run))
 	}
@@ -90,6 +91,7 @@ func TestSnapshotSeesEveryChange(t *testing.T) {
 	steps := workload.Generate(5, key)
 	run := workload.RunID(key)
 	invocation := repository.StableID(key, "invocation", "plan", "1", "0")
+	subAgent := repository.StableID(key, "invocation", "plan", "1", "1")
 	cases := []struct {
 		name  string
 		diffs int
@@ -112,6 +114,18 @@ func TestSnapshotSeesEveryChange(t *testing.T) {
 		}},
 		{"status regressed", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
 			return db.WithContext(ctx).Exec(`UPDATE sandboxes SET status = 'running' WHERE status = 'stopped'`).Error
+		}},
+		{"sub-agent detached", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET parent_invocation_id = NULL WHERE id = ?`, subAgent).Error
+		}},
+		{"start moved", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET started_at = ? WHERE id = ?`, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), invocation).Error
+		}},
+		{"cache tokens changed", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET cache_read_input_tokens = cache_read_input_tokens + 1 WHERE id = ?`, invocation).Error
+		}},
+		{"time to first token unset", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
+			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET time_to_first_token_micros = NULL WHERE time_to_first_token_micros IS NOT NULL AND id = (SELECT min(id) FROM agent_invocations WHERE time_to_first_token_micros IS NOT NULL)`).Error
 		}},
 		{"timestamp unset", 1, func(ctx context.Context, db *gorm.DB, _ *repository.Repository) error {
 			return db.WithContext(ctx).Exec(`UPDATE agent_invocations SET finished_at = NULL WHERE id = ?`, invocation).Error

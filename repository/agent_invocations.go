@@ -5,13 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewAgentInvocation is the input of CreateAgentInvocation.
+// NewAgentInvocation is the input of CreateAgentInvocation: what is known
+// when the call starts. README.md maps each field to its OpenTelemetry
+// GenAI attribute and its Langfuse field.
 type NewAgentInvocation struct {
 	// ID identifies the invocation; derive it with StableID. Zero gets a
 	// fresh UUIDv7.
@@ -22,16 +25,34 @@ type NewAgentInvocation struct {
 	// PhaseResultID is the phase the invocation ran in, if any; it must be a
 	// phase of the same run.
 	PhaseResultID *uuid.UUID
+	// ParentInvocationID is the invocation that called this one, for a
+	// sub-agent; it must be an invocation of the same run, created before,
+	// and not this one.
+	ParentInvocationID *uuid.UUID
 	// Agent names the agent, such as "planner". Required.
 	Agent string
-	// Model names the AI model the agent runs on.
+	// Model names the AI model the agent asks for.
 	Model string
+	// Provider names who serves the model, such as "anthropic" or "openai"
+	// (OpenTelemetry's gen_ai.provider.name).
+	Provider string
+	// StartedAt is when the call started, if known; it is stored in UTC,
+	// truncated to the microsecond databases keep. Nil leaves it unset.
+	StartedAt *time.Time
 	// Input is the request given to the agent, stored as JSON.
 	Input any
 }
 
 // InvocationResult is what an agent invocation produced, recorded when it
-// ends.
+// ends: everything known only then.
+//
+// Token counts follow the OpenTelemetry GenAI convention: InputTokens
+// counts every input token, cached ones included, so CacheReadInputTokens
+// and CacheWriteInputTokens are parts of it, and OutputTokens counts every
+// output token, so ReasoningOutputTokens is part of it. Counts that break
+// this are refused. OpenAI reports its usage this way; Anthropic's
+// input_tokens leaves out the cache reads and writes, which must be added
+// to it, and Gemini's candidates count leaves out the thinking tokens.
 type InvocationResult struct {
 	// Steps and ToolCalls are stored as JSON arrays; nil stores [].
 	Steps     []any
@@ -40,27 +61,54 @@ type InvocationResult struct {
 	Output any
 	// InputTokens and OutputTokens count the tokens used; not negative.
 	InputTokens, OutputTokens int64
+	// CacheReadInputTokens and CacheWriteInputTokens count the input tokens
+	// read from and written to the provider's prompt cache; not negative,
+	// and together at most InputTokens.
+	CacheReadInputTokens, CacheWriteInputTokens int64
+	// ReasoningOutputTokens counts the output tokens spent reasoning; not
+	// negative, and at most OutputTokens.
+	ReasoningOutputTokens int64
 	// CostNanoUSD is the cost in billionths of a US dollar; not negative.
 	CostNanoUSD int64
+	// ResponseModel names the model that answered, when the provider says
+	// (gen_ai.response.model).
+	ResponseModel string
+	// ProviderRequestID is the provider's ID of the response
+	// (gen_ai.response.id).
+	ProviderRequestID string
+	// FinishReason is why the model stopped, such as "stop" or "end_turn".
+	FinishReason string
+	// TimeToFirstTokenMicros is how long the first token of a streamed
+	// response took, in microseconds; not negative. Nil leaves it unset.
+	TimeToFirstTokenMicros *int64
 }
 
 // CreateAgentInvocation inserts a running agent invocation and returns its
 // ID. When an invocation with in.ID exists it returns in.ID and nil and keeps
-// the existing row as it is. A missing run, or a phase result missing from
-// the run, returns ErrNotFound.
+// the existing row as it is, whatever in holds.
+//
+// A missing run returns ErrNotFound, and so do a phase result and a parent
+// invocation that are not of the run, whether they are missing or of
+// another run: to this run both are missing, and the database reports both
+// as the same violated foreign key, which only another statement could
+// tell apart. ErrInvalidInput is for arguments wrong whatever the database
+// holds, refused before it is touched, such as an invocation naming itself
+// as its parent.
 func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvocation) (uuid.UUID, error) {
 	const op = "create agent invocation: %w"
 	if err := firstErr(
 		checkID("NewAgentInvocation.FeatureRunID", in.FeatureRunID),
+		checkOptionalID("NewAgentInvocation.PhaseResultID", in.PhaseResultID),
+		checkOptionalID("NewAgentInvocation.ParentInvocationID", in.ParentInvocationID),
 		checkName("NewAgentInvocation.Agent", in.Agent),
 		checkText("NewAgentInvocation.Model", in.Model, MaxNameBytes),
+		checkText("NewAgentInvocation.Provider", in.Provider, MaxNameBytes),
+		checkOptionalTime("NewAgentInvocation.StartedAt", in.StartedAt),
 	); err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	if in.PhaseResultID != nil {
-		if err := checkID("NewAgentInvocation.PhaseResultID", *in.PhaseResultID); err != nil {
-			return uuid.Nil, fmt.Errorf(op, err)
-		}
+	if in.ParentInvocationID != nil && *in.ParentInvocationID == in.ID {
+		return uuid.Nil, fmt.Errorf(op, &InputError{Field: "NewAgentInvocation.ParentInvocationID", Reason: "must not be the invocation's own ID"})
 	}
 	input, err := encodeJSON("NewAgentInvocation.Input", in.Input)
 	if err != nil {
@@ -73,14 +121,14 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 	if err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	var phaseResultID *string
-	if in.PhaseResultID != nil {
-		s := in.PhaseResultID.String()
-		phaseResultID = &s
+	var startedAt *time.Time
+	if in.StartedAt != nil {
+		s := in.StartedAt.UTC().Truncate(time.Microsecond)
+		startedAt = &s
 	}
 	t := r.now()
-	err = r.create(ctx, r.inserts.agentInvocation, id.String(), in.FeatureRunID.String(), phaseResultID, in.Agent, in.Model,
-		string(models.InvocationRunning), r.dialect.json(input), 0, 0, 0, t, t)
+	err = r.create(ctx, r.inserts.agentInvocation, id.String(), in.FeatureRunID.String(), optionalID(in.PhaseResultID), optionalID(in.ParentInvocationID),
+		in.Agent, in.Model, nullString(in.Provider), string(models.InvocationRunning), r.dialect.json(input), 0, 0, 0, 0, 0, 0, startedAt, t, t)
 	if err != nil {
 		var fk *foreignKeyError
 		if errors.As(err, &fk) {
@@ -91,13 +139,29 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 	return id, nil
 }
 
+// optionalID is the statement argument of an optional UUID: its text, or
+// NULL.
+func optionalID(id *uuid.UUID) *string {
+	if id == nil {
+		return nil
+	}
+	s := id.String()
+	return &s
+}
+
 // missingParent names the parent row whose absence failed an insert: by
-// the violated constraint where the database names it. Elsewhere (SQLite)
-// it reads whether the phase result is in the run; that database does not
-// abort a transaction on a failed statement, and the read goes to the
-// primary under read/write splitting.
+// the violated constraint where the database names it (PostgreSQL's
+// foreign keys, and the triggers in place of one on SQLite). Otherwise
+// (SQLite's foreign keys) it reads whether the phase result is in the run;
+// that database does not abort a transaction on a failed statement, and the
+// read goes to the primary under read/write splitting. The parent
+// invocation need not be read: its trigger runs before the foreign keys
+// are checked, so a foreign key failing means it was found.
 func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, constraint string) error {
 	missingRun := fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
+	if constraint != "" && constraint == r.inserts.fkParentInvocation && in.ParentInvocationID != nil {
+		return fmt.Errorf("parent invocation %s of feature run %s: %w", *in.ParentInvocationID, in.FeatureRunID, ErrNotFound)
+	}
 	if in.PhaseResultID == nil {
 		return missingRun
 	}
@@ -125,7 +189,10 @@ func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, c
 const phaseInRunSQL = `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`
 
 var finishInvocation = newGuardedUpdate("agent_invocations",
-	`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, cost_nano_usd = ?, error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
+	`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, `+
+		`cache_read_input_tokens = ?, cache_write_input_tokens = ?, reasoning_output_tokens = ?, cost_nano_usd = ?, `+
+		`response_model = ?, provider_request_id = ?, finish_reason = ?, time_to_first_token_micros = ?, `+
+		`error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
 	"status")
 
 // CompleteAgentInvocation moves a running invocation to completed and records
@@ -147,7 +214,15 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 		checkID("invocationID", id),
 		checkCount("InvocationResult.InputTokens", res.InputTokens),
 		checkCount("InvocationResult.OutputTokens", res.OutputTokens),
+		checkCount("InvocationResult.CacheReadInputTokens", res.CacheReadInputTokens),
+		checkCount("InvocationResult.CacheWriteInputTokens", res.CacheWriteInputTokens),
+		checkCount("InvocationResult.ReasoningOutputTokens", res.ReasoningOutputTokens),
+		checkTokenParts(res),
 		checkCount("InvocationResult.CostNanoUSD", res.CostNanoUSD),
+		checkText("InvocationResult.ResponseModel", res.ResponseModel, MaxNameBytes),
+		checkText("InvocationResult.ProviderRequestID", res.ProviderRequestID, MaxNameBytes),
+		checkText("InvocationResult.FinishReason", res.FinishReason, MaxNameBytes),
+		checkOptionalCount("InvocationResult.TimeToFirstTokenMicros", res.TimeToFirstTokenMicros),
 		checkText("message", message, MaxMessageBytes),
 	); err != nil {
 		return fmt.Errorf(op, id, err)
@@ -169,7 +244,9 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 	}
 	t := r.now()
 	err = r.transition(ctx, finishInvocation.rendered[r.dialect], []any{string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
-		res.InputTokens, res.OutputTokens, res.CostNanoUSD, nullString(message), t, t, id.String()},
+		res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens, res.CostNanoUSD,
+		nullString(res.ResponseModel), nullString(res.ProviderRequestID), nullString(res.FinishReason), res.TimeToFirstTokenMicros,
+		nullString(message), t, t, id.String()},
 		judgeStatus("agent_invocations", id.String(), string(to), string(models.InvocationRunning)))
 	return wrapf(op, id, err)
 }

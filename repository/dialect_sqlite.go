@@ -1,6 +1,11 @@
 package repository
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+
+	"gorm.io/gorm"
+)
 
 // sqlite runs a guarded update, then, when it changed nothing, the probe
 // as a second statement: SQLite has no UPDATE inside a WITH. The probe
@@ -68,7 +73,35 @@ WHERE id IN (
 	LIMIT ?3
 )
 RETURNING id`,
-	foreignKey: translatedForeignKey,
+	foreignKey: func(db *gorm.DB, err error) (string, bool) {
+		if c, ok := translatedForeignKey(db, err); ok {
+			return c, true
+		}
+		return triggeredForeignKey(err)
+	},
+}
+
+// sqliteForeignKeyMessage starts the message of the error raised by the
+// triggers that package migrate creates on SQLite in place of a foreign key
+// SQLite cannot add to an existing table (see
+// models.AgentInvocation.ParentInvocationID): SQLite's own message for a
+// foreign key, then the foreign key's name. The error's code is that of
+// any trigger's, so the message is what tells it.
+const sqliteForeignKeyMessage = "FOREIGN KEY constraint failed: "
+
+// triggeredForeignKey recognises the error of such a trigger and returns
+// the name of the foreign key it stands for.
+func triggeredForeignKey(err error) (string, bool) {
+	msg := err.Error()
+	i := strings.Index(msg, sqliteForeignKeyMessage)
+	if i < 0 {
+		return "", false
+	}
+	name := msg[i+len(sqliteForeignKeyMessage):]
+	if end := strings.IndexFunc(name, func(c rune) bool { return c != '_' && !unicode.IsLetter(c) && !unicode.IsDigit(c) }); end >= 0 {
+		name = name[:end]
+	}
+	return name, name != ""
 }
 
 // sqliteKey is the comparison key of element e of the JSON array doc; see

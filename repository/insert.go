@@ -17,9 +17,10 @@ import (
 // text, which every driver sends as is.
 type inserts struct {
 	featureRun, sandbox, phaseResult, agentInvocation, ctaEvent rendered
-	// fkPhaseResult names the foreign key from an agent invocation to its
-	// phase result, which tells that parent's absence from the run's.
-	fkPhaseResult string
+	// fkPhaseResult and fkParentInvocation name the foreign keys from an
+	// agent invocation to its phase result and to its parent invocation,
+	// which tell those parents' absence from the run's.
+	fkPhaseResult, fkParentInvocation string
 }
 
 // rendered is a statement of table, in the database's SQL.
@@ -34,8 +35,10 @@ var (
 	featureRunColumns      = []string{"id", "phase", "status", "memories", "metadata", "created_at", "updated_at"}
 	sandboxColumns         = []string{"id", "feature_run_id", "status", "provider", "metadata", "created_at", "updated_at"}
 	phaseResultColumns     = []string{"id", "feature_run_id", "phase", "status", "created_at", "updated_at"}
-	agentInvocationColumns = []string{"id", "feature_run_id", "phase_result_id", "agent", "model", "status", "input", "input_tokens", "output_tokens", "cost_nano_usd", "created_at", "updated_at"}
-	ctaEventColumns        = []string{"id", "feature_run_id", "kind", "status", "request_data", "expires_at", "created_at", "updated_at"}
+	agentInvocationColumns = []string{"id", "feature_run_id", "phase_result_id", "parent_invocation_id", "agent", "model", "provider", "status", "input",
+		"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens", "reasoning_output_tokens", "cost_nano_usd",
+		"started_at", "created_at", "updated_at"}
+	ctaEventColumns = []string{"id", "feature_run_id", "kind", "status", "request_data", "expires_at", "created_at", "updated_at"}
 )
 
 func renderInserts(db *gorm.DB) (*inserts, error) {
@@ -56,9 +59,11 @@ func renderInserts(db *gorm.DB) (*inserts, error) {
 		if *x.dest, stmt, err = renderInsert(db, x.model, x.columns); err != nil {
 			return nil, err
 		}
-		if rel, ok := stmt.Schema.Relationships.Relations["PhaseResult"]; ok {
-			if c := rel.ParseConstraint(); c != nil {
-				ins.fkPhaseResult = c.Name
+		for name, fk := range map[string]*string{"PhaseResult": &ins.fkPhaseResult, "ParentInvocation": &ins.fkParentInvocation} {
+			if rel, ok := stmt.Schema.Relationships.Relations[name]; ok {
+				if c := rel.ParseConstraint(); c != nil {
+					*fk = c.Name
+				}
 			}
 		}
 	}

@@ -16,21 +16,38 @@ type Timeline struct {
 	Run models.FeatureRun
 	// Phases are the run's phase results, each with its agent invocations.
 	Phases []PhaseTimeline
-	// Unphased are the invocations that belong to no phase.
-	Unphased  []models.AgentInvocation
+	// Unphased are the top-level invocations that belong to no phase.
+	Unphased  []InvocationTimeline
 	Sandboxes []models.Sandbox
 	CTAEvents []models.CTAEvent
 }
 
-// PhaseTimeline is a phase result with the agent invocations that ran in it.
+// PhaseTimeline is a phase result with the top-level agent invocations that
+// ran in it.
 type PhaseTimeline struct {
 	models.PhaseResult
-	Invocations []models.AgentInvocation
+	Invocations []InvocationTimeline
+}
+
+// InvocationTimeline is an agent invocation with the sub-agent invocations
+// it made, which are nested under it, however deep, rather than listed by
+// their phase.
+type InvocationTimeline struct {
+	models.AgentInvocation
+	// SubInvocations are the invocations whose ParentInvocationID is this
+	// invocation's, each with its own.
+	SubInvocations []InvocationTimeline
 }
 
 // RunTimeline returns the run runID with all its children, or ErrNotFound.
-// It costs five queries whatever the run's size, one per table, read in one
-// transaction so that they agree with each other.
+// It costs five queries whatever the run's size and however deep its
+// sub-agents nest, one per table, read in one transaction so that they
+// agree with each other; the nesting is done in memory.
+//
+// An invocation is top-level, listed under its phase (or in Unphased),
+// when it has no parent. One whose parent is not in the run's invocations
+// is listed as top-level too, rather than lost, though the database
+// prevents that unless its rows are edited by hand.
 func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timeline, error) {
 	const op = "run timeline %s: %w"
 	if err := checkID("runID", runID); err != nil {
@@ -72,7 +89,7 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 		tl.Phases[i].PhaseResult = p
 		byPhase[p.ID] = &tl.Phases[i]
 	}
-	for _, inv := range invocations {
+	for _, inv := range nest(invocations) {
 		if inv.PhaseResultID != nil {
 			if p, ok := byPhase[*inv.PhaseResultID]; ok {
 				p.Invocations = append(p.Invocations, inv)
@@ -82,4 +99,53 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 		tl.Unphased = append(tl.Unphased, inv)
 	}
 	return &tl, nil
+}
+
+// nest returns the top-level invocations of invocations, each with its
+// sub-agent invocations nested under it, every list in the order of
+// invocations. An invocation whose parent is not in invocations is
+// top-level. A cycle of parents, which only a hand-edited database holds
+// (the database checks a parent exists when a row is written, so a cycle
+// takes an update), is broken at its first invocation, which is listed
+// after the top-level ones: no invocation is left out.
+func nest(invocations []models.AgentInvocation) []InvocationTimeline {
+	index := make(map[uuid.UUID]int, len(invocations))
+	for i, inv := range invocations {
+		index[inv.ID] = i
+	}
+	children := make([][]int, len(invocations))
+	var roots []int
+	for i, inv := range invocations {
+		if inv.ParentInvocationID != nil {
+			if p, ok := index[*inv.ParentInvocationID]; ok && p != i {
+				children[p] = append(children[p], i)
+				continue
+			}
+		}
+		roots = append(roots, i)
+	}
+	placed := make([]bool, len(invocations))
+	var build func(i int) InvocationTimeline
+	build = func(i int) InvocationTimeline {
+		placed[i] = true
+		node := InvocationTimeline{AgentInvocation: invocations[i]}
+		for _, c := range children[i] {
+			if !placed[c] {
+				node.SubInvocations = append(node.SubInvocations, build(c))
+			}
+		}
+		return node
+	}
+	top := make([]InvocationTimeline, 0, len(roots))
+	for _, i := range roots {
+		top = append(top, build(i))
+	}
+	// What no root reaches is a cycle: list each as top-level where it
+	// is first met, in order.
+	for i := range invocations {
+		if !placed[i] {
+			top = append(top, build(i))
+		}
+	}
+	return top
 }

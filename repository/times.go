@@ -43,7 +43,7 @@ func inUTC(dest any) {
 	case *[]models.AgentInvocation:
 		for i := range *rows {
 			r := &(*rows)[i]
-			utc(&r.CreatedAt, &r.UpdatedAt, r.FinishedAt)
+			utc(&r.CreatedAt, &r.UpdatedAt, r.FinishedAt, r.StartedAt)
 		}
 	case *[]models.CTAEvent:
 		for i := range *rows {

@@ -61,6 +61,52 @@ func checkTime(field string, t time.Time) error {
 	return nil
 }
 
+// checkOptionalID validates an optional UUID: nil, or not the zero UUID.
+func checkOptionalID(field string, id *uuid.UUID) error {
+	if id == nil {
+		return nil
+	}
+	return checkID(field, *id)
+}
+
+// checkOptionalTime validates an optional time: nil, or a time that is
+// set, as checkTime accepts it. A pointer to the zero time is refused as
+// the likely mistake it is: nil says "not known".
+func checkOptionalTime(field string, t *time.Time) error {
+	switch {
+	case t == nil:
+		return nil
+	case t.IsZero():
+		return &InputError{Field: field, Reason: "must not be the zero time; leave it nil when not known"}
+	}
+	return checkTime(field, *t)
+}
+
+// checkOptionalCount validates an optional count: nil, or not negative.
+func checkOptionalCount(field string, n *int64) error {
+	if n == nil {
+		return nil
+	}
+	return checkCount(field, *n)
+}
+
+// checkTokenParts validates that the cache and reasoning counts are parts
+// of the input and output counts, as the OpenTelemetry GenAI convention
+// has them (see InvocationResult). It catches the usual mistake of
+// recording Anthropic's input_tokens, which leaves the cached ones out.
+// The counts are not negative when it runs.
+func checkTokenParts(res InvocationResult) error {
+	switch {
+	case res.CacheReadInputTokens > res.InputTokens:
+		return &InputError{Field: "InvocationResult.CacheReadInputTokens", Reason: "more than InputTokens, which includes the cached input tokens"}
+	case res.CacheWriteInputTokens > res.InputTokens-res.CacheReadInputTokens:
+		return &InputError{Field: "InvocationResult.CacheWriteInputTokens", Reason: "with CacheReadInputTokens, more than InputTokens, which includes the cached input tokens"}
+	case res.ReasoningOutputTokens > res.OutputTokens:
+		return &InputError{Field: "InvocationResult.ReasoningOutputTokens", Reason: "more than OutputTokens, which includes the reasoning tokens"}
+	}
+	return nil
+}
+
 func checkCount(field string, n int64) error {
 	if n < 0 {
 		return &InputError{Field: field, Reason: "must not be negative"}

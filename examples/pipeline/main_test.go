@@ -30,17 +30,22 @@ func TestSimulate(t *testing.T) {
 			for _, want := range []string{
 				`!! crash after step "implement/remember" wrote to the database`,
 				"  ↻ implement/remember",
-				"replay check: the database is identical to before the crash (8 rows in 5 tables)",
+				"replay check: the database is identical to before the crash (9 rows in 5 tables)",
 				"  ✓ finish ",
-				"planner   claude-opus-4    completed  2,340   0.067500000",
-				"tester    claude-haiku-4   failed     2,900   0.003280000",
+				"planner       claude-opus-4    completed  2,340   0/0               0.067500000",
+				"tester        claude-haiku-4   failed     2,900   0/0               0.003280000",
+				// A sub-agent, under its caller, and cached tokens.
+				"coder         claude-sonnet-4  completed  7,300   0/4,000           0.050100000",
+				"└ researcher  claude-haiku-4   completed  1,750   1,200/0           0.001336000",
 				"(confirmation): timed_out\n",
 				"run: completed in phase review, 5 memories",
-				"  total                   6            25,620  0.269920000",
+				"  provider  anthropic        7            27,370  4,200/4,000       0.266156000",
+				"  total                      7            27,370  4,200/4,000       0.266156000",
 			} {
 				assert.Contains(t, got, want)
 			}
 			assert.Equal(t, 1, strings.Count(got, "↻"), "only the crashed step runs twice")
+			assert.Regexp(t, `coder +claude-sonnet-4 +completed +7,300 .*\n +└ researcher `, got, "the sub-agent right under its caller")
 		})
 	}
 }

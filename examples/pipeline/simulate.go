@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -128,12 +129,25 @@ func report(ctx context.Context, out io.Writer, repo *repository.Repository, run
 
 	fmt.Fprintln(out, "Timeline")
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  PHASE\tAGENT\tMODEL\tSTATUS\tTOKENS\tCOST (USD)\tDURATION\t")
+	fmt.Fprintln(w, "  PHASE\tAGENT\tMODEL\tSTATUS\tTOKENS\tCACHE READ/WRITE\tCOST (USD)\tDURATION\t")
+	var invocation func(inv repository.InvocationTimeline, depth int)
+	invocation = func(inv repository.InvocationTimeline, depth int) {
+		agent := inv.Agent
+		if depth > 0 {
+			// A sub-agent, under the invocation that called it.
+			agent = strings.Repeat("  ", depth-1) + "└ " + agent
+		}
+		fmt.Fprintf(w, "  \t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t\n", agent, inv.Model, inv.Status,
+			thousands(inv.InputTokens+inv.OutputTokens), thousands(inv.CacheReadInputTokens), thousands(inv.CacheWriteInputTokens),
+			repository.FormatNanoUSD(inv.CostNanoUSD), duration(inv.CreatedAt, inv.FinishedAt))
+		for _, sub := range inv.SubInvocations {
+			invocation(sub, depth+1)
+		}
+	}
 	for _, p := range tl.Phases {
-		fmt.Fprintf(w, "  %s\t\t\t%s\t\t\t%s\t\n", p.Phase, p.Status, duration(p.CreatedAt, p.FinishedAt))
+		fmt.Fprintf(w, "  %s\t\t\t%s\t\t\t\t%s\t\n", p.Phase, p.Status, duration(p.CreatedAt, p.FinishedAt))
 		for _, inv := range p.Invocations {
-			fmt.Fprintf(w, "  \t%s\t%s\t%s\t%s\t%s\t%s\t\n", inv.Agent, inv.Model, inv.Status,
-				thousands(inv.InputTokens+inv.OutputTokens), repository.FormatNanoUSD(inv.CostNanoUSD), duration(inv.CreatedAt, inv.FinishedAt))
+			invocation(inv, 0)
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -157,14 +171,21 @@ func report(ctx context.Context, out io.Writer, repo *repository.Repository, run
 
 	fmt.Fprintln(out, "Usage")
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  BY\tKEY\tINVOCATIONS\tTOKENS\tCOST (USD)\t")
+	fmt.Fprintln(w, "  BY\tKEY\tINVOCATIONS\tTOKENS\tCACHE READ/WRITE\tCOST (USD)\t")
+	row := func(by, key string, u repository.UsageTotals) {
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s/%s\t%s\t\n", by, key, u.Invocations, thousands(u.TotalTokens()),
+			thousands(u.CacheReadInputTokens), thousands(u.CacheWriteInputTokens), u.CostUSD())
+	}
 	for _, g := range usage.ByAgent {
-		fmt.Fprintf(w, "  agent\t%s\t%d\t%s\t%s\t\n", g.Key, g.Invocations, thousands(g.TotalTokens()), g.CostUSD())
+		row("agent", g.Key, g.UsageTotals)
 	}
 	for _, g := range usage.ByModel {
-		fmt.Fprintf(w, "  model\t%s\t%d\t%s\t%s\t\n", g.Key, g.Invocations, thousands(g.TotalTokens()), g.CostUSD())
+		row("model", g.Key, g.UsageTotals)
 	}
-	fmt.Fprintf(w, "  total\t\t%d\t%s\t%s\t\n", usage.Invocations, thousands(usage.TotalTokens()), usage.CostUSD())
+	for _, g := range usage.ByProvider {
+		row("provider", g.Key, g.UsageTotals)
+	}
+	row("total", "", usage.UsageTotals)
 	return w.Flush()
 }
 

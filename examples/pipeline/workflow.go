@@ -25,9 +25,16 @@ type workflow struct {
 
 // agentCall is one simulated agent invocation.
 type agentCall struct {
-	agent, model  string
-	input, output int64 // tokens
-	fails         string
+	agent, model string
+	// input and output count every token, as OpenTelemetry does: the
+	// cached input tokens are part of input.
+	input, output int64
+	// cacheRead and cacheWrite count the input tokens read from and
+	// written to the provider's prompt cache.
+	cacheRead, cacheWrite int64
+	fails                 string
+	// subAgents are the agents this one calls.
+	subAgents []agentCall
 }
 
 // phases is the simulated pipeline: its phases and the agents each calls.
@@ -37,8 +44,10 @@ var phases = []struct {
 }{
 	{"plan", []agentCall{{agent: "planner", model: "claude-opus-4", input: 1800, output: 540}}},
 	{"implement", []agentCall{
-		{agent: "coder", model: "claude-sonnet-4", input: 5200, output: 2100},
-		{agent: "coder", model: "claude-sonnet-4", input: 3900, output: 1200},
+		{agent: "coder", model: "claude-sonnet-4", input: 5200, output: 2100, cacheWrite: 4000, subAgents: []agentCall{
+			{agent: "researcher", model: "claude-haiku-4", input: 1500, output: 250, cacheRead: 1200},
+		}},
+		{agent: "coder", model: "claude-sonnet-4", input: 3900, output: 1200, cacheRead: 3000},
 	}},
 	{"test", []agentCall{
 		{agent: "tester", model: "claude-haiku-4", input: 2600, output: 300, fails: "test runner timed out"},
@@ -48,11 +57,19 @@ var phases = []struct {
 }
 
 // pricesNanoUSD are per-token prices, in billionths of a dollar, for input
-// and output tokens.
+// and output tokens. A cache read costs a tenth of the input price, and a
+// cache write a quarter more.
 var pricesNanoUSD = map[string][2]int64{
 	"claude-opus-4":   {15_000, 75_000},
 	"claude-sonnet-4": {3_000, 15_000},
 	"claude-haiku-4":  {800, 4_000},
+}
+
+// cost is what a prices, in billionths of a dollar.
+func (a agentCall) cost() int64 {
+	p := pricesNanoUSD[a.model]
+	plain := a.input - a.cacheRead - a.cacheWrite
+	return plain*p[0] + a.cacheRead*p[0]/10 + a.cacheWrite*p[0]*5/4 + a.output*p[1]
 }
 
 // id derives the ID of the step's row from the triggering event.
@@ -112,7 +129,7 @@ func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []a
 		step := fmt.Sprintf("%s/%s-%d", name, a.agent, i+1)
 		invocation := w.id(step)
 		if err := e.step(ctx, step, "invoke "+a.agent+" on "+a.model, func(ctx context.Context) error {
-			return w.invoke(ctx, invocation, phaseID, a)
+			return w.invoke(ctx, step, invocation, phaseID, nil, a)
 		}); err != nil {
 			return err
 		}
@@ -140,16 +157,26 @@ func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []a
 	})
 }
 
-// invoke records one agent invocation, from start to result.
-func (w *workflow) invoke(ctx context.Context, id, phaseID uuid.UUID, a agentCall) error {
+// invoke records one agent invocation, from start to result, and those of
+// the sub-agents it calls, which start after it and end before it. Every
+// ID derives from the step, so the whole call replays safely.
+func (w *workflow) invoke(ctx context.Context, step string, id, phaseID uuid.UUID, parent *uuid.UUID, a agentCall) error {
 	r := w.repo
+	started := time.Now()
 	if _, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
-		ID: id, FeatureRunID: w.run, PhaseResultID: &phaseID, Agent: a.agent, Model: a.model,
+		ID: id, FeatureRunID: w.run, PhaseResultID: &phaseID, ParentInvocationID: parent,
+		Agent: a.agent, Model: a.model, Provider: "anthropic", StartedAt: &started,
 		Input: map[string]any{"task": "work on " + w.eventID},
 	}); err != nil {
 		return err
 	}
-	price := pricesNanoUSD[a.model]
+	for i, sub := range a.subAgents {
+		subStep := fmt.Sprintf("%s/%s-%d", step, sub.agent, i+1)
+		if err := w.invoke(ctx, subStep, w.id(subStep), phaseID, &id, sub); err != nil {
+			return err
+		}
+	}
+	firstToken := int64(180_000)
 	result := repository.InvocationResult{
 		Steps: []any{
 			map[string]any{"type": "thought", "text": "read the relevant files"},
@@ -159,10 +186,16 @@ func (w *workflow) invoke(ctx context.Context, id, phaseID uuid.UUID, a agentCal
 			map[string]any{"tool": "read_file", "args": map[string]any{"path": "main.go"}},
 			map[string]any{"tool": "bash", "args": map[string]any{"cmd": "go test ./..."}},
 		},
-		Output:       map[string]any{"ok": a.fails == ""},
-		InputTokens:  a.input,
-		OutputTokens: a.output,
-		CostNanoUSD:  a.input*price[0] + a.output*price[1],
+		Output:                 map[string]any{"ok": a.fails == ""},
+		InputTokens:            a.input,
+		OutputTokens:           a.output,
+		CacheReadInputTokens:   a.cacheRead,
+		CacheWriteInputTokens:  a.cacheWrite,
+		CostNanoUSD:            a.cost(),
+		ResponseModel:          a.model + "-20250514",
+		ProviderRequestID:      "msg_" + id.String()[:8],
+		FinishReason:           "end_turn",
+		TimeToFirstTokenMicros: &firstToken,
 	}
 	if a.fails != "" {
 		return r.FailAgentInvocation(ctx, id, result, a.fails)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -242,6 +243,21 @@ func badCases() []badCase {
 		{"invocation input unencodable", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: unencodable} })},
 		{"invocation input too deep", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: deep} })},
 		{"invocation input 16 MiB", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: huge} })},
+		{"invocation zero parent", "NewAgentInvocation.ParentInvocationID", createInv(func(f fixture) inv {
+			return inv{FeatureRunID: f.run, ParentInvocationID: &zero, Agent: "a"}
+		})},
+		{"invocation its own parent", "NewAgentInvocation.ParentInvocationID", createInv(func(f fixture) inv {
+			return inv{ID: f.invocation, FeatureRunID: f.run, ParentInvocationID: &f.invocation, Agent: "a"}
+		})},
+		{"invocation long provider", "NewAgentInvocation.Provider", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Provider: tooLong} })},
+		{"invocation provider NUL", "NewAgentInvocation.Provider", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Provider: withNUL} })},
+		{"invocation provider bad UTF-8", "NewAgentInvocation.Provider", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Provider: badUTF8} })},
+		{"invocation started at the zero time", "NewAgentInvocation.StartedAt", createInv(func(f fixture) inv {
+			return inv{FeatureRunID: f.run, Agent: "a", StartedAt: &time.Time{}}
+		})},
+		{"invocation started in year 10000", "NewAgentInvocation.StartedAt", createInv(func(f fixture) inv {
+			return inv{FeatureRunID: f.run, Agent: "a", StartedAt: ptr(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}
+		})},
 
 		{"complete invocation zero ID", "invocationID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.CompleteAgentInvocation(ctx, zero, res{})
@@ -259,6 +275,25 @@ func badCases() []badCase {
 		{"complete invocation output 16 MiB", "InvocationResult.Output", complete(res{Output: huge})},
 		{"complete invocation output unencodable", "InvocationResult.Output", complete(res{Output: unencodable})},
 		{"complete invocation output NUL", "InvocationResult.Output", complete(res{Output: map[string]string{withNUL: "k"}})},
+		{"complete invocation negative cache reads", "InvocationResult.CacheReadInputTokens", complete(res{InputTokens: 5, CacheReadInputTokens: -1})},
+		{"complete invocation negative cache writes", "InvocationResult.CacheWriteInputTokens", complete(res{InputTokens: 5, CacheWriteInputTokens: -1})},
+		{"complete invocation negative reasoning", "InvocationResult.ReasoningOutputTokens", complete(res{OutputTokens: 5, ReasoningOutputTokens: -1})},
+		{"complete invocation cache reads beyond input", "InvocationResult.CacheReadInputTokens", complete(res{InputTokens: 100, CacheReadInputTokens: 101})},
+		{"complete invocation cache writes beyond input", "InvocationResult.CacheWriteInputTokens", complete(res{InputTokens: 100, CacheWriteInputTokens: 101})},
+		{"complete invocation cache reads and writes beyond input", "InvocationResult.CacheWriteInputTokens", complete(res{InputTokens: 100, CacheReadInputTokens: 60, CacheWriteInputTokens: 41})},
+		{"complete invocation cache as Anthropic counts it", "InvocationResult.CacheReadInputTokens", complete(res{InputTokens: 12, CacheReadInputTokens: 5_000, OutputTokens: 300})},
+		{"complete invocation cache reads at the int64 limit", "InvocationResult.CacheWriteInputTokens", complete(res{InputTokens: math.MaxInt64, CacheReadInputTokens: math.MaxInt64, CacheWriteInputTokens: 1})},
+		{"complete invocation reasoning beyond output", "InvocationResult.ReasoningOutputTokens", complete(res{OutputTokens: 10, ReasoningOutputTokens: 11})},
+		{"complete invocation negative time to first token", "InvocationResult.TimeToFirstTokenMicros", complete(res{TimeToFirstTokenMicros: ptr[int64](-1)})},
+		{"complete invocation long response model", "InvocationResult.ResponseModel", complete(res{ResponseModel: tooLong})},
+		{"complete invocation response model NUL", "InvocationResult.ResponseModel", complete(res{ResponseModel: withNUL})},
+		{"complete invocation request ID bad UTF-8", "InvocationResult.ProviderRequestID", complete(res{ProviderRequestID: badUTF8})},
+		{"complete invocation long request ID", "InvocationResult.ProviderRequestID", complete(res{ProviderRequestID: tooLong})},
+		{"complete invocation finish reason NUL", "InvocationResult.FinishReason", complete(res{FinishReason: withNUL})},
+		{"complete invocation long finish reason", "InvocationResult.FinishReason", complete(res{FinishReason: tooLong})},
+		{"fail invocation reasoning beyond output", "InvocationResult.ReasoningOutputTokens", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			return r.FailAgentInvocation(ctx, f.invocation, res{ReasoningOutputTokens: 1}, "boom")
+		}},
 
 		{"CTA empty ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{FeatureRunID: f.run} })},
 		{"CTA long ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: tooLong, FeatureRunID: f.run} })},
@@ -396,6 +431,10 @@ func notFoundCases() []write {
 		}},
 		{"CreateAgentInvocation missing phase result", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: f.run, PhaseResultID: &missingPhase, Agent: "coder"})
+			return err
+		}},
+		{"CreateAgentInvocation missing parent invocation", func(ctx context.Context, r *repository.Repository, f fixture) error {
+			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: f.run, ParentInvocationID: &missingInvocation, Agent: "coder"})
 			return err
 		}},
 		{"CompleteAgentInvocation", func(ctx context.Context, r *repository.Repository, _ fixture) error {

@@ -53,4 +53,20 @@ func Migrate(t *testing.T, open dbtest.Opener) {
 		}
 		assert.True(t, e.db.Migrator().HasConstraint(&models.AgentInvocation{}, "PhaseResult"))
 	})
+
+	// The parent link is a foreign key on PostgreSQL, and triggers on
+	// SQLite, where a foreign key cannot be added to an existing table
+	// without rebuilding it (see models.AgentInvocation.ParentInvocationID);
+	// a new schema has the same as an upgraded one.
+	t.Run("ParentInvocationLink", func(t *testing.T) {
+		e := setup(t, open)
+		var triggers []string
+		if e.db.Dialector.Name() == "sqlite" {
+			require.NoError(t, e.db.Raw("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'agent_invocations' ORDER BY name").Scan(&triggers).Error)
+			assert.False(t, e.db.Migrator().HasConstraint(&models.AgentInvocation{}, "ParentInvocation"))
+			assert.Equal(t, []string{"agent_invocations_parent_delete", "agent_invocations_parent_insert", "agent_invocations_parent_rekey", "agent_invocations_parent_update"}, triggers)
+			return
+		}
+		assert.True(t, e.db.Migrator().HasConstraint(&models.AgentInvocation{}, "ParentInvocation"))
+	})
 }

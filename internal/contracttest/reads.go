@@ -161,6 +161,112 @@ func Timeline(t *testing.T, open dbtest.Opener) {
 		assert.Equal(t, counts[1], counts[500], "the same queries for 1 and 500 invocations")
 		assert.LessOrEqual(t, counts[500], 5, "at most one query per table")
 	})
+
+	// Sub-agents nest under their parents, at any depth, for the same
+	// queries as a flat run: 5 top-level invocations, each calling 3
+	// sub-agents, each of which calls 32, 500 in all.
+	t.Run("SubAgentTreeOf500InFixedQueries", func(t *testing.T) {
+		e := setup(t, open)
+		flat := e.newRun()
+		e.newInvocation(flat)
+		rec := dbtest.RecorderOf(e.db)
+		rec.Start()
+		_, err := e.repo.RunTimeline(e.ctx, flat)
+		flatStmts, _ := rec.Stop()
+		require.NoError(t, err)
+
+		run := e.newRun()
+		plan, implement := e.newPhase(run), e.newPhase(run)
+		type node struct {
+			agent    string
+			children []node
+		}
+		var want []node // under the phase plan, then Unphased
+		var unphased []node
+		n := 0
+		create := func(agent string, phase, parent *uuid.UUID) uuid.UUID {
+			n++
+			id, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{
+				FeatureRunID: run, PhaseResultID: phase, ParentInvocationID: parent, Agent: agent,
+			})
+			require.NoError(t, err)
+			return id
+		}
+		for r := range 5 {
+			// Roots alternate between a phase and none; every sub-agent
+			// records the implement phase, or none, yet is listed under
+			// its parent.
+			var rootPhase *uuid.UUID
+			if r%2 == 0 {
+				rootPhase = &plan
+			}
+			rootAgent := fmt.Sprintf("root-%d", r)
+			root := create(rootAgent, rootPhase, nil)
+			rn := node{agent: rootAgent}
+			for c := range 3 {
+				childAgent := fmt.Sprintf("%s/child-%d", rootAgent, c)
+				child := create(childAgent, &implement, &root)
+				cn := node{agent: childAgent}
+				for g := range 32 {
+					var gphase *uuid.UUID
+					if g%2 == 0 {
+						gphase = &implement
+					}
+					agent := fmt.Sprintf("%s/grandchild-%d", childAgent, g)
+					create(agent, gphase, &child)
+					cn.children = append(cn.children, node{agent: agent})
+				}
+				rn.children = append(rn.children, cn)
+			}
+			if rootPhase != nil {
+				want = append(want, rn)
+			} else {
+				unphased = append(unphased, rn)
+			}
+		}
+		require.Equal(t, 500, n)
+
+		rec.Start()
+		tl, err := e.repo.RunTimeline(e.ctx, run)
+		stmts, _ := rec.Stop()
+		require.NoError(t, err)
+		assert.Len(t, stmts, len(flatStmts), "the same queries as a run of one invocation")
+		assert.LessOrEqual(t, len(stmts), 5)
+
+		var shape func(invs []repository.InvocationTimeline) []node
+		shape = func(invs []repository.InvocationTimeline) []node {
+			var out []node
+			for _, inv := range invs {
+				out = append(out, node{agent: inv.Agent, children: shape(inv.SubInvocations)})
+			}
+			return out
+		}
+		require.Len(t, tl.Phases, 2)
+		assert.Equal(t, want, shape(tl.Phases[0].Invocations), "roots under their phase, sub-agents under their parents, in order")
+		assert.Empty(t, tl.Phases[1].Invocations, "sub-agents are not listed under their own phase")
+		assert.Equal(t, unphased, shape(tl.Unphased))
+	})
+
+	t.Run("SubAgentsOfAHandEditedCycle", func(t *testing.T) {
+		e := setup(t, open)
+		run := e.newRun()
+		a := e.newInvocation(run)
+		b := e.subInvocation(run, a)
+		c := e.subInvocation(run, b)
+		// Closing the cycle takes an update, which the parent check lets
+		// through: every parent is an invocation of the run.
+		require.NoError(t, e.db.WithContext(e.ctx).Exec("UPDATE agent_invocations SET parent_invocation_id = ? WHERE id = ?", c.String(), a.String()).Error)
+		tl, err := e.repo.RunTimeline(e.ctx, run)
+		require.NoError(t, err)
+		require.Len(t, tl.Unphased, 1, "the cycle is listed once, from its first invocation")
+		top := tl.Unphased[0]
+		assert.Equal(t, a, top.ID)
+		require.Len(t, top.SubInvocations, 1)
+		assert.Equal(t, b, top.SubInvocations[0].ID)
+		require.Len(t, top.SubInvocations[0].SubInvocations, 1)
+		assert.Equal(t, c, top.SubInvocations[0].SubInvocations[0].ID)
+		assert.Empty(t, top.SubInvocations[0].SubInvocations[0].SubInvocations)
+	})
 }
 
 // Usage tests RunUsage.
@@ -180,44 +286,57 @@ func Usage(t *testing.T, open dbtest.Opener) {
 		e.newInvocation(e.newRun()) // another run's usage is not counted
 		agents := []string{"coder", "planner", "reviewer"}
 		models := []string{"model-a", "model-b"}
+		// Sorted as the groups are; "" is the invocations without one.
+		providers := []string{"", "anthropic", "openai", "vertex"}
 		want := map[string]repository.UsageTotals{}
 		var total repository.UsageTotals
-		add := func(key string, in, out, cost int64) {
-			g := want[key]
-			g.Invocations++
-			g.InputTokens += in
-			g.OutputTokens += out
-			g.CostNanoUSD += cost
-			want[key] = g
+		add := func(u *repository.UsageTotals, r repository.InvocationResult) {
+			u.Invocations++
+			u.InputTokens += r.InputTokens
+			u.OutputTokens += r.OutputTokens
+			u.CacheReadInputTokens += r.CacheReadInputTokens
+			u.CacheWriteInputTokens += r.CacheWriteInputTokens
+			u.ReasoningOutputTokens += r.ReasoningOutputTokens
+			u.CostNanoUSD += r.CostNanoUSD
 		}
+		var parent *uuid.UUID
 		for i := range 300 {
-			agent, model := agents[i%3], models[i%2]
-			id, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, Agent: agent, Model: model})
+			agent, model, provider := agents[i%3], models[i%2], providers[i%4]
+			// Sub-agents count as any invocation.
+			id, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, ParentInvocationID: parent, Agent: agent, Model: model, Provider: provider})
 			require.NoError(t, err)
+			if i%5 == 0 {
+				parent = &id
+			}
 			// Costs such as $0.000000333 would drift as floats.
-			in, out, cost := int64(1000+i), int64(7*i), int64(333+i*1_000_003)
-			require.NoError(t, e.repo.CompleteAgentInvocation(e.ctx, id, repository.InvocationResult{InputTokens: in, OutputTokens: out, CostNanoUSD: cost}))
-			add("agent:"+agent, in, out, cost)
-			add("model:"+model, in, out, cost)
-			total.Invocations++
-			total.InputTokens += in
-			total.OutputTokens += out
-			total.CostNanoUSD += cost
+			res := repository.InvocationResult{
+				InputTokens: int64(1000 + i), OutputTokens: int64(7 * i), CostNanoUSD: int64(333 + i*1_000_003),
+				CacheReadInputTokens: int64(500 + i), CacheWriteInputTokens: int64(i % 17), ReasoningOutputTokens: int64(3 * i),
+			}
+			require.NoError(t, e.repo.CompleteAgentInvocation(e.ctx, id, res))
+			for _, key := range []string{"agent:" + agent, "model:" + model, "provider:" + provider} {
+				g := want[key]
+				add(&g, res)
+				want[key] = g
+			}
+			add(&total, res)
 		}
 		u, err := e.repo.RunUsage(e.ctx, run)
 		require.NoError(t, err)
 		assert.Equal(t, total, u.UsageTotals)
-		require.Len(t, u.ByAgent, 3)
-		for i, g := range u.ByAgent {
-			assert.Equal(t, agents[i], g.Key)
-			assert.Equal(t, want["agent:"+g.Key], g.UsageTotals)
-		}
-		require.Len(t, u.ByModel, 2)
-		for i, g := range u.ByModel {
-			assert.Equal(t, models[i], g.Key)
-			assert.Equal(t, want["model:"+g.Key], g.UsageTotals)
+		for _, dim := range []struct {
+			name   string
+			keys   []string
+			groups []repository.UsageGroup
+		}{{"agent", agents, u.ByAgent}, {"model", models, u.ByModel}, {"provider", providers, u.ByProvider}} {
+			require.Len(t, dim.groups, len(dim.keys), dim.name)
+			for i, g := range dim.groups {
+				assert.Equal(t, dim.keys[i], g.Key, dim.name)
+				assert.Equal(t, want[dim.name+":"+g.Key], g.UsageTotals, "%s %q", dim.name, g.Key)
+			}
 		}
 		assert.Equal(t, total.InputTokens+total.OutputTokens, u.TotalTokens())
+		assert.Equal(t, total.InputTokens-total.CacheReadInputTokens-total.CacheWriteInputTokens, u.UncachedInputTokens())
 		assert.Equal(t, repository.FormatNanoUSD(total.CostNanoUSD), u.CostUSD())
 	})
 }

@@ -28,6 +28,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"Sandboxes", Sandboxes},
 		{"PhaseResults", PhaseResults},
 		{"AgentInvocations", AgentInvocations},
+		{"SubAgents", SubAgents},
 		{"CTAEvents", CTAEvents},
 		{"BadInput", BadInput},
 		{"Edges", Edges},

@@ -72,7 +72,10 @@ func Times(t *testing.T, open dbtest.Opener) {
 		e := setup(t, open)
 		run := e.newRun()
 		phase := e.newPhase(run)
-		invocation := e.newInvocation(run)
+		invocation, err := e.repo.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{
+			FeatureRunID: run, Agent: "a", StartedAt: ptr(at.In(time.FixedZone("UTC-3", -3*3600))),
+		})
+		require.NoError(t, err)
 		sandbox := e.newSandbox(run)
 		require.NoError(t, e.repo.UpdateSandboxStatus(e.ctx, sandbox, models.SandboxStopped))
 		require.NoError(t, e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: "cta", FeatureRunID: run, ExpiresAt: at.In(time.FixedZone("UTC+9", 9*3600))}))
@@ -93,13 +96,13 @@ func Times(t *testing.T, open dbtest.Opener) {
 		times = append(times, &p.CreatedAt, &p.UpdatedAt, p.FinishedAt)
 		i, err := e.repo.GetAgentInvocation(e.ctx, invocation)
 		require.NoError(t, err)
-		times = append(times, &i.CreatedAt, &i.UpdatedAt, i.FinishedAt)
+		times = append(times, &i.CreatedAt, &i.UpdatedAt, i.FinishedAt, i.StartedAt)
 		c, err := e.repo.GetCTAEvent(e.ctx, "cta")
 		require.NoError(t, err)
 		times = append(times, &c.CreatedAt, &c.UpdatedAt, c.ExpiresAt, c.ResolvedAt)
 		tl, err := e.repo.RunTimeline(e.ctx, run)
 		require.NoError(t, err)
-		times = append(times, &tl.Run.CreatedAt, &tl.Phases[0].CreatedAt, tl.Unphased[0].FinishedAt, tl.Sandboxes[0].StoppedAt, tl.CTAEvents[0].ExpiresAt)
+		times = append(times, &tl.Run.CreatedAt, &tl.Phases[0].CreatedAt, tl.Unphased[0].FinishedAt, tl.Unphased[0].StartedAt, tl.Sandboxes[0].StoppedAt, tl.CTAEvents[0].ExpiresAt)
 		page, err := e.repo.ListFeatureRuns(e.ctx, repository.RunFilter{}, repository.Page{})
 		require.NoError(t, err)
 		times = append(times, &page.Runs[0].CreatedAt, page.Runs[0].CompletedAt)
@@ -108,5 +111,6 @@ func Times(t *testing.T, open dbtest.Opener) {
 			assert.Equal(t, time.UTC, tm.Location(), "time %d: %v", n, *tm)
 		}
 		assert.True(t, at.Equal(*c.ExpiresAt))
+		assert.True(t, at.Equal(*i.StartedAt))
 	})
 }

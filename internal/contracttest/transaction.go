@@ -62,6 +62,7 @@ func Transaction(t *testing.T, open dbtest.Opener) {
 		run := e.newRun()
 		otherRun := e.newRun()
 		phaseOfOther := e.newPhase(otherRun)
+		invocationOfOther := e.newInvocation(otherRun)
 		for _, c := range []struct {
 			name, want string
 			create     func(tx *repository.Repository) error
@@ -89,6 +90,15 @@ func Transaction(t *testing.T, open dbtest.Opener) {
 				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &phaseOfOther, Agent: "a"})
 				return err
 			}},
+			{"InvocationOfMissingParent", "parent invocation", func(tx *repository.Repository) error {
+				missing := uuid.New()
+				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, ParentInvocationID: &missing, Agent: "a"})
+				return err
+			}},
+			{"InvocationOfParentInAnotherRun", "parent invocation", func(tx *repository.Repository) error {
+				_, err := tx.CreateAgentInvocation(e.ctx, repository.NewAgentInvocation{FeatureRunID: run, ParentInvocationID: &invocationOfOther, Agent: "a"})
+				return err
+			}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				err := e.repo.Transaction(e.ctx, func(tx *repository.Repository) error { return c.create(tx) })
@@ -97,6 +107,6 @@ func Transaction(t *testing.T, open dbtest.Opener) {
 				assert.NotContains(t, err.Error(), "aborted")
 			})
 		}
-		assert.Zero(t, e.count("agent_invocations"))
+		assert.EqualValues(t, 1, e.count("agent_invocations"), "only the other run's invocation")
 	})
 }

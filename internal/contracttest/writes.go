@@ -2,6 +2,7 @@ package contracttest
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -69,11 +70,18 @@ func writes() []write {
 			return r.FailPhaseResult(ctx, f.phase)
 		}},
 		{"CreateAgentInvocation", func(ctx context.Context, r *repository.Repository, f fixture) error {
-			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: uuid.New(), FeatureRunID: f.run, PhaseResultID: &f.phase, Agent: "coder", Model: "m", Input: "do it"})
+			started := time.Now()
+			_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
+				ID: uuid.New(), FeatureRunID: f.run, PhaseResultID: &f.phase, ParentInvocationID: &f.invocation,
+				Agent: "coder", Model: "m", Provider: "anthropic", StartedAt: &started, Input: "do it",
+			})
 			return err
 		}},
 		{"CompleteAgentInvocation", func(ctx context.Context, r *repository.Repository, f fixture) error {
-			return r.CompleteAgentInvocation(ctx, f.invocation, repository.InvocationResult{Steps: []any{"s"}, ToolCalls: []any{"t"}, InputTokens: 1, OutputTokens: 2, CostNanoUSD: 3})
+			return r.CompleteAgentInvocation(ctx, f.invocation, repository.InvocationResult{
+				Steps: []any{"s"}, ToolCalls: []any{"t"}, InputTokens: 10, OutputTokens: 2, CacheReadInputTokens: 4, CacheWriteInputTokens: 5,
+				ReasoningOutputTokens: 1, CostNanoUSD: 3, ResponseModel: "m-1", ProviderRequestID: "r", FinishReason: "stop", TimeToFirstTokenMicros: ptr[int64](7),
+			})
 		}},
 		{"CreateCTAEvent", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: uuid.NewString(), FeatureRunID: f.run, Kind: "approval", Request: "ok?"})

@@ -50,8 +50,10 @@ func RunID(key string) uuid.UUID { return repository.StableID(key, "run") }
 // The run goes through the phases plan, design, implement, test and review.
 // Each phase is entered (UpdateFeatureRunPhase), gets a phase result per
 // attempt (CreatePhaseResult, then PassPhaseResult or FailPhaseResult), runs
-// agent invocations (CreateAgentInvocation, then CompleteAgentInvocation
-// with steps, tool calls, tokens and cost; 20 over the run) and appends the
+// agent invocations (CreateAgentInvocation with a provider and a start
+// time, then CompleteAgentInvocation with steps, tool calls, tokens, cache
+// and reasoning tokens, cost, the response's model, ID and finish reason,
+// and for most a time to first token; 20 over the run) and appends the
 // memories it learned (UpdateFeatureRunMemories; the run is created with 5
 // and ends with 50, and appends repeat earlier values in other JSON forms).
 // Sandbox 0 is created in implement and goes running, paused while a person
@@ -63,6 +65,13 @@ func RunID(key string) uuid.UUID { return repository.StableID(key, "run") }
 // its timeout: both steps are issued, in an order the seed picks. The run is
 // then completed (CompleteFeatureRun), and a failure handler that fires late
 // asks to fail it (FailFeatureRun).
+//
+// In each phase attempt the first invocation is the lead agent's, and
+// every other one is a sub-agent: the second is called by the first, the
+// third by the second, and the rest by one of those before them, so every
+// run has sub-agents three levels deep. A sub-agent starts after its
+// parent and ends before it: an attempt's invocations are created in
+// order and completed in reverse.
 //
 // Steps are named as paths, entity first and action last, such as
 // "run/create", "phase/test/1/fail" or "sandbox/0/pause"; Check keys its
@@ -146,9 +155,7 @@ func (g *generator) generate(seed int64) {
 				_, err := s.CreatePhaseResult(ctx, repository.NewPhaseResult{ID: result, FeatureRunID: run, Phase: phase})
 				return err
 			})
-			for n := range invocations[slot] {
-				g.invocation(phase, a, n, result)
-			}
+			g.invocations(phase, a, invocations[slot], result, base.Add(time.Duration(slot)*10*time.Minute))
 			slot++
 			if phase == "implement" {
 				g.sandboxStatus(0, "pause", models.SandboxPaused)
@@ -231,15 +238,22 @@ func (g *generator) sandboxStatus(i int, action string, status models.SandboxSta
 	})
 }
 
-// models the invocations run on, with their prices in billionths of a US
-// dollar per input and per output token.
+// models the invocations run on, with their providers, their prices in
+// billionths of a US dollar per input and per output token, and the
+// finish reasons they report. A cache read costs a tenth of the input
+// price and a cache write a quarter more, as Anthropic prices them.
 var llms = []struct {
-	name    string
-	in, out int64
+	name, provider, version string
+	in, out                 int64
+	// reasons says why the model stopped; reasoning says whether it
+	// reports reasoning tokens.
+	reasons   []string
+	reasoning bool
 }{
-	{"claude-sonnet-4", 3_000, 15_000},
-	{"claude-haiku-4", 800, 4_000},
-	{"gpt-4.1", 2_000, 8_000},
+	{"claude-sonnet-4", "anthropic", "-20250514", 3_000, 15_000, []string{"end_turn", "tool_use", "max_tokens"}, true},
+	{"claude-haiku-4", "anthropic", "-20251001", 800, 4_000, []string{"end_turn", "tool_use"}, false},
+	{"gpt-4.1", "openai", "-2025-04-14", 2_000, 8_000, []string{"stop", "tool_calls", "length"}, false},
+	{"o3", "openai", "-2025-04-16", 2_000, 8_000, []string{"stop", "tool_calls"}, true},
 }
 
 var agents = map[string][]string{
@@ -250,16 +264,44 @@ var agents = map[string][]string{
 	"review":    {"reviewer", "security"},
 }
 
-func (g *generator) invocation(phase string, attempt, n int, result uuid.UUID) {
-	id := repository.StableID(g.key, "invocation", phase, strconv.Itoa(attempt), strconv.Itoa(n))
+// invocations adds the k invocations of a phase attempt: the lead agent's
+// and its sub-agents', created in order from start on, and completed in
+// reverse, so that each sub-agent ends before its caller.
+func (g *generator) invocations(phase string, attempt, k int, result uuid.UUID, start time.Time) {
+	ids := make([]uuid.UUID, k)
+	var completes []Step
+	for n := range k {
+		ids[n] = repository.StableID(g.key, "invocation", phase, strconv.Itoa(attempt), strconv.Itoa(n))
+		var parent *uuid.UUID
+		switch {
+		case n == 1, n == 2:
+			parent = &ids[n-1]
+		case n > 2:
+			parent = &ids[g.rng.IntN(n)]
+		}
+		// Nanoseconds, which are stored truncated to the microsecond.
+		started := start.Add(time.Duration(n)*7*time.Second + time.Duration(g.rng.IntN(1_000_000_000)))
+		completes = append(completes, g.invocation(phase, attempt, n, ids[n], result, parent, started))
+	}
+	for i := len(completes) - 1; i >= 0; i-- {
+		g.steps = append(g.steps, completes[i])
+	}
+}
+
+// invocation adds the step that creates invocation n of a phase attempt,
+// and returns the step that completes it.
+func (g *generator) invocation(phase string, attempt, n int, id, result uuid.UUID, parent *uuid.UUID, started time.Time) Step {
 	llm := llms[g.rng.IntN(len(llms))]
 	in := repository.NewAgentInvocation{
-		ID:            id,
-		FeatureRunID:  g.run,
-		PhaseResultID: &result,
-		Agent:         pick(g.rng, agents[phase]...),
-		Model:         llm.name,
-		Input:         map[string]any{"task": g.sentence(), "phase": phase, "attempt": attempt, "context_files": g.rng.IntN(30)},
+		ID:                 id,
+		FeatureRunID:       g.run,
+		PhaseResultID:      &result,
+		ParentInvocationID: parent,
+		Agent:              pick(g.rng, agents[phase]...),
+		Model:              llm.name,
+		Provider:           llm.provider,
+		StartedAt:          &started,
+		Input:              map[string]any{"task": g.sentence(), "phase": phase, "attempt": attempt, "context_files": g.rng.IntN(30)},
 	}
 	var res repository.InvocationResult
 	for i := range 1 + g.rng.IntN(6) {
@@ -274,17 +316,34 @@ func (g *generator) invocation(phase string, attempt, n int, result uuid.UUID) {
 		})
 	}
 	res.Output = map[string]any{"summary": g.sentence(), "files_changed": g.rng.IntN(8)}
+	// Token counts as the OpenTelemetry convention has them: the cache
+	// counts are parts of the input, the reasoning count of the output.
 	res.InputTokens = 500 + g.rng.Int64N(20_000)
 	res.OutputTokens = 100 + g.rng.Int64N(4_000)
-	res.CostNanoUSD = res.InputTokens*llm.in + res.OutputTokens*llm.out
+	res.CacheReadInputTokens = g.rng.Int64N(res.InputTokens)
+	if llm.provider == "anthropic" {
+		res.CacheWriteInputTokens = g.rng.Int64N(res.InputTokens - res.CacheReadInputTokens + 1)
+	}
+	if llm.reasoning {
+		res.ReasoningOutputTokens = g.rng.Int64N(res.OutputTokens)
+	}
+	plain := res.InputTokens - res.CacheReadInputTokens - res.CacheWriteInputTokens
+	res.CostNanoUSD = plain*llm.in + res.CacheReadInputTokens*llm.in/10 + res.CacheWriteInputTokens*llm.in*5/4 + res.OutputTokens*llm.out
+	res.ResponseModel = llm.name + llm.version
+	res.ProviderRequestID = fmt.Sprintf("req_%016x", g.rng.Uint64())
+	res.FinishReason = pick(g.rng, llm.reasons...)
+	if g.rng.IntN(4) > 0 { // streamed
+		ttft := 80_000 + g.rng.Int64N(2_000_000)
+		res.TimeToFirstTokenMicros = &ttft
+	}
 	prefix := "invocation/" + phase + "/" + strconv.Itoa(attempt) + "/" + strconv.Itoa(n)
 	g.add(prefix+"/create", func(ctx context.Context, s Store) error {
 		_, err := s.CreateAgentInvocation(ctx, in)
 		return err
 	})
-	g.add(prefix+"/complete", func(ctx context.Context, s Store) error {
+	return Step{Name: prefix + "/complete", Run: func(ctx context.Context, s Store) error {
 		return s.CompleteAgentInvocation(ctx, id, res)
-	})
+	}}
 }
 
 // cta asks a person and records the answer, or the timeout when answered is

@@ -152,6 +152,75 @@ func TestGenerateShape(t *testing.T) {
 	assert.Len(t, memories, workload.Memories, "distinct memories, by JSON value")
 }
 
+// TestGenerateSubAgents checks the invocations form trees, one per phase
+// attempt, three levels deep at least once, with each sub-agent created
+// after its parent and completed before it, and that every invocation
+// records the fields known at its start and at its end, as the
+// OpenTelemetry convention counts tokens.
+func TestGenerateSubAgents(t *testing.T) {
+	for seed := range int64(20) {
+		calls := record(t, workload.Generate(seed, "trees"))
+		created := map[uuid.UUID]int{}
+		completed := map[uuid.UUID]int{}
+		parents := map[uuid.UUID]*uuid.UUID{}
+		seen := map[string]bool{}
+		for i, c := range calls {
+			var args []json.RawMessage
+			m := method(c)
+			switch m {
+			case "CreateAgentInvocation", "CompleteAgentInvocation":
+				require.NoError(t, json.Unmarshal([]byte(c[len(m)+1:]), &args))
+			default:
+				continue
+			}
+			if m == "CreateAgentInvocation" {
+				var in repository.NewAgentInvocation
+				require.NoError(t, json.Unmarshal(args[0], &in))
+				created[in.ID] = i
+				parents[in.ID] = in.ParentInvocationID
+				assert.NotEmpty(t, in.Provider)
+				assert.NotNil(t, in.StartedAt)
+				continue
+			}
+			var id uuid.UUID
+			var res repository.InvocationResult
+			require.NoError(t, json.Unmarshal(args[0], &id))
+			require.NoError(t, json.Unmarshal(args[1], &res))
+			completed[id] = i
+			assert.LessOrEqual(t, res.CacheReadInputTokens+res.CacheWriteInputTokens, res.InputTokens)
+			assert.LessOrEqual(t, res.ReasoningOutputTokens, res.OutputTokens)
+			assert.NotEmpty(t, res.ResponseModel)
+			assert.NotEmpty(t, res.ProviderRequestID)
+			assert.NotEmpty(t, res.FinishReason)
+			seen["cache write"] = seen["cache write"] || res.CacheWriteInputTokens > 0
+			seen["reasoning"] = seen["reasoning"] || res.ReasoningOutputTokens > 0
+			seen["streamed"] = seen["streamed"] || res.TimeToFirstTokenMicros != nil
+			seen["not streamed"] = seen["not streamed"] || res.TimeToFirstTokenMicros == nil
+		}
+		require.Len(t, created, workload.Invocations)
+		roots, deepest := 0, 0
+		for id, parent := range parents {
+			depth := 1
+			for p := parent; p != nil; p = parents[*p] {
+				depth++
+				require.Contains(t, created, *p, "a parent is an invocation of the run")
+			}
+			deepest = max(deepest, depth)
+			if parent == nil {
+				roots++
+				continue
+			}
+			assert.Less(t, created[*parent], created[id], "a sub-agent starts after its parent")
+			assert.Less(t, completed[id], completed[*parent], "and ends before it")
+		}
+		assert.Equal(t, workload.Phases+1, roots, "one lead agent per phase attempt")
+		assert.GreaterOrEqual(t, deepest, 3, "seed %d: sub-agents of sub-agents", seed)
+		if seed == 0 {
+			assert.Len(t, seen, 4, "the seed varies cache writes, reasoning and streaming: %v", seen)
+		}
+	}
+}
+
 // TestGenerateOnRepository runs generated workloads on the repository and
 // checks that each ends as the story in Generate's documentation says, and
 // that a replay of every step from the start is accepted by Check.
@@ -200,6 +269,11 @@ func TestGenerateOnRepository(t *testing.T) {
 		assert.Equal(t, map[string]int{"stopped": 1, "failed": 1}, statuses("sandboxes"))
 		assert.Equal(t, map[string]int{"passed": workload.Phases, "failed": 1}, statuses("phase_results"))
 		assert.Equal(t, map[string]int{"completed": workload.Invocations}, statuses("agent_invocations"))
+		var subAgents, cached int64
+		require.NoError(t, db.Model(&models.AgentInvocation{}).Where("parent_invocation_id IS NOT NULL").Count(&subAgents).Error)
+		require.NoError(t, db.Model(&models.AgentInvocation{}).Where("cache_read_input_tokens > 0").Count(&cached).Error)
+		assert.EqualValues(t, workload.Invocations-workload.Phases-1, subAgents, "all but the lead agents are sub-agents")
+		assert.Positive(t, cached)
 		cta := statuses("cta_events")
 		assert.Equal(t, 3, cta["completed"]+cta["timed_out"])
 		var merge models.CTAEvent

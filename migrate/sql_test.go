@@ -1,0 +1,88 @@
+package migrate_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/migrate"
+)
+
+var ddl = regexp.MustCompile(`(?i)^\s*(CREATE|ALTER|DROP)\b`)
+
+const regenerate = "regenerate migrate/sql with scripts/schema-sql.sh"
+
+// upNoDDL runs Up on db and fails t if Up changed the schema: it must find
+// the schema up to date.
+func upNoDDL(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	rec := dbtest.RecorderOf(db)
+	rec.Start()
+	require.NoError(t, migrate.Up(t.Context(), db))
+	stmts, _ := rec.Stop()
+	require.NotEmpty(t, stmts, "the recorder saw Up")
+	for _, s := range stmts {
+		assert.NotRegexp(t, ddl, s, "Up finds the schema up to date")
+	}
+}
+
+// execFile runs the SQL file path on db.
+func execFile(t *testing.T, db *gorm.DB, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, db.WithContext(t.Context()).Exec(string(b)).Error, "run %s", path)
+}
+
+// TestSQLFiles checks the files in migrate/sql against migrate.Up, on
+// every database: schema.sql, and the versioned migrations run in order,
+// each make on an empty database the catalog Up makes (tables, columns
+// with their types, indexes, foreign keys and triggers), which Up then
+// finds up to date. A schema change without the files regenerated fails
+// here.
+func TestSQLFiles(t *testing.T) {
+	for _, d := range dbtest.All() {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join("sql", d.Name)
+			byUp := d.Open(t)
+			require.NoError(t, migrate.Up(t.Context(), byUp))
+			want := dbtest.Catalog(t, byUp)
+
+			t.Run("Schema", func(t *testing.T) {
+				db := d.Open(t)
+				execFile(t, db, filepath.Join(dir, "schema.sql"))
+				assert.Equal(t, want, dbtest.Catalog(t, db), regenerate)
+				upNoDDL(t, db)
+			})
+
+			t.Run("Migrations", func(t *testing.T) {
+				files, err := filepath.Glob(filepath.Join(dir, "*.up.sql"))
+				require.NoError(t, err)
+				require.GreaterOrEqual(t, len(files), 2, "the first version's schema, then each upgrade")
+				slices.Sort(files)
+				db := d.Open(t)
+				for _, f := range files {
+					execFile(t, db, f)
+				}
+				assert.Equal(t, want, dbtest.Catalog(t, db), regenerate)
+				upNoDDL(t, db)
+			})
+
+			t.Run("FirstIsTheFirstFixture", func(t *testing.T) {
+				first, err := os.ReadFile(filepath.Join(dir, "000001_initial.up.sql"))
+				require.NoError(t, err)
+				fixture, err := os.ReadFile(filepath.Join("testdata", "upgrade", "v1", d.Name+".sql"))
+				require.NoError(t, err)
+				assert.Equal(t, string(fixture), string(first), regenerate)
+			})
+		})
+	}
+}
