@@ -83,19 +83,16 @@ func parse(r io.Reader) (results, []string, error) {
 			}
 		case fields[0] == "geomean" || unit == "":
 		default:
-			if len(fields) < 7 {
-				return nil, nil, fmt.Errorf("short row %q", line)
+			// benchstat ends a row after the last side with samples of
+			// the benchmark: after the repository's columns when naive
+			// has none, as for the scaling benchmarks.
+			for len(fields) < 9 {
+				fields = append(fields, "")
 			}
 			name := procsSuffix.ReplaceAllString(fields[0], "")
 			pgx, err1 := parseCell(fields[1], fields[2])
 			repo, err2 := parseCell(fields[3], fields[4])
-			// benchstat ends a row after the repository's columns when
-			// naive has no samples of the benchmark.
-			var naive cell
-			var err3 error
-			if len(fields) >= 9 {
-				naive, err3 = parseCell(fields[7], fields[8])
-			}
+			naive, err3 := parseCell(fields[7], fields[8])
 			if err := errors.Join(err1, err2, err3); err != nil {
 				return nil, nil, fmt.Errorf("%q: %w", line, err)
 			}
