@@ -3,16 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/internal/canonjson"
 	"github.com/agentpipeline/persistence/internal/workload"
@@ -36,59 +34,71 @@ type pgxStore struct {
 
 var _ workload.Store = (*pgxStore)(nil)
 
-// The statements, as the repository renders them on PostgreSQL: GORM's
-// INSERT for creates, and for transitions the guarded UPDATE in a CTE beside
-// the read of the row's state (see repository/dialect_postgres.go).
+// The creates' statements, as the repository renders them on PostgreSQL
+// (TestBaselineSendsRepositoryStatements checks them).
 const (
 	insertFeatureRunSQL      = `INSERT INTO "feature_runs" ("id","phase","status","memories","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
 	insertSandboxSQL         = `INSERT INTO "sandboxes" ("id","feature_run_id","status","provider","metadata","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`
 	insertPhaseResultSQL     = `INSERT INTO "phase_results" ("id","feature_run_id","phase","status","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING`
 	insertAgentInvocationSQL = `INSERT INTO "agent_invocations" ("id","feature_run_id","phase_result_id","parent_invocation_id","agent","model","provider","status","input","input_tokens","output_tokens","cache_read_input_tokens","cache_write_input_tokens","reasoning_output_tokens","cost_nano_usd","started_at","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT DO NOTHING`
 	insertCTAEventSQL        = `INSERT INTO "cta_events" ("id","feature_run_id","kind","status","request_data","expires_at","created_at","updated_at") VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING`
-
-	updatePhaseSQL      = `WITH changed AS (UPDATE feature_runs SET phase = $1, updated_at = $2 WHERE status = 'running' AND phase <> $3 AND id = $4 RETURNING 1) SELECT (SELECT count(*) FROM changed), status, phase FROM feature_runs WHERE id = $4`
-	finishRunSQL        = `WITH changed AS (UPDATE feature_runs SET status = $1, error = $2, completed_at = $3, updated_at = $4 WHERE status = 'running' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM feature_runs WHERE id = $5`
-	finishPhaseSQL      = `WITH changed AS (UPDATE phase_results SET status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5 WHERE status = 'running' AND id = $6 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM phase_results WHERE id = $6`
-	finishInvocationSQL = `WITH changed AS (UPDATE agent_invocations SET status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, ` +
-		`cache_read_input_tokens = $7, cache_write_input_tokens = $8, reasoning_output_tokens = $9, cost_nano_usd = $10, ` +
-		`response_model = $11, provider_request_id = $12, finish_reason = $13, time_to_first_token_micros = $14, ` +
-		`error = $15, finished_at = $16, updated_at = $17 WHERE status = 'running' AND id = $18 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM agent_invocations WHERE id = $18`
-	resolveCTASQL = `WITH changed AS (UPDATE cta_events SET status = $1, response_data = $2, resolved_at = $3, updated_at = $4 WHERE status = 'pending' AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM cta_events WHERE id = $5`
-
-	absent            = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
-	appendMemoriesSQL = `
-WITH new AS (
-	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
-), changed AS (
-	UPDATE feature_runs AS r
-	SET memories = r.memories || (SELECT jsonb_agg(n.v ORDER BY n.o) FROM new AS n WHERE ` + absent + `),
-		updated_at = $2
-	WHERE r.id = $3 AND r.status = 'running' AND (SELECT count(*) FROM new AS n WHERE ` + absent + `) > 0
-	RETURNING 1
-)
-SELECT c.n, r.status, CASE WHEN c.n = 0 THEN (SELECT count(*) FROM new AS n WHERE ` + absent + `) ELSE 0 END
-FROM feature_runs AS r, (SELECT count(*) AS n FROM changed) AS c
-WHERE r.id = $3`
 )
 
-// updateSandboxSQL is, for each status a sandbox can move to, the guarded
-// UPDATE with the statuses it may move from written in, as the repository
-// renders it.
-var updateSandboxSQL = func() map[models.SandboxStatus]string {
-	m := make(map[models.SandboxStatus]string, len(sandboxSources))
-	for to, from := range sandboxSources {
-		guard := "FALSE"
-		if len(from) > 0 {
-			in := make([]string, len(from))
-			for i, s := range from {
-				in[i] = "'" + string(s) + "'"
-			}
-			guard = "status IN (" + strings.Join(in, ", ") + ")"
+// The transitions' statements: each a guarded UPDATE and the read of its
+// outcome, as one statement that reports the outcome code as its row count
+// (see repository/dialect_postgres.go). They are taken from a repository
+// on a DryRun session when the package loads, so the baseline sends the
+// repository's text exactly.
+var (
+	updatePhaseSQL = transitionSQL(func(ctx context.Context, r *repository.Repository) error {
+		return r.UpdateFeatureRunPhase(ctx, uuid.New(), "p")
+	})
+	appendMemoriesSQL = transitionSQL(func(ctx context.Context, r *repository.Repository) error {
+		return r.UpdateFeatureRunMemories(ctx, uuid.New(), []any{1})
+	})
+	finishRunSQL = transitionSQL(func(ctx context.Context, r *repository.Repository) error {
+		return r.CompleteFeatureRun(ctx, uuid.New())
+	})
+	finishPhaseSQL      = transitionSQL(func(ctx context.Context, r *repository.Repository) error { return r.FailPhaseResult(ctx, uuid.New()) })
+	finishInvocationSQL = transitionSQL(func(ctx context.Context, r *repository.Repository) error {
+		return r.CompleteAgentInvocation(ctx, uuid.New(), repository.InvocationResult{})
+	})
+	resolveCTASQL    = transitionSQL(func(ctx context.Context, r *repository.Repository) error { return r.TimeoutCTAEvent(ctx, "c") })
+	updateSandboxSQL = func() map[models.SandboxStatus]string {
+		m := make(map[models.SandboxStatus]string, len(sandboxSources))
+		for to := range sandboxSources {
+			m[to] = transitionSQL(func(ctx context.Context, r *repository.Repository) error { return r.UpdateSandboxStatus(ctx, "s", to) })
 		}
-		m[to] = `WITH changed AS (UPDATE sandboxes SET status = $1, updated_at = $2, started_at = COALESCE(started_at, $3), stopped_at = COALESCE(stopped_at, $4) WHERE ` + guard + ` AND id = $5 RETURNING 1) SELECT (SELECT count(*) FROM changed), status FROM sandboxes WHERE id = $5`
+		return m
+	}()
+)
+
+// transitionSQL returns the one statement call sends through a repository
+// on PostgreSQL, rendered on a DryRun session, which needs no server.
+func transitionSQL(call func(context.Context, *repository.Repository) error) string {
+	db, err := gorm.Open(postgres.New(postgres.Config{DSN: "host=localhost"}), &gorm.Config{DryRun: true, DisableAutomaticPing: true, Logger: logger.Discard})
+	if err != nil {
+		panic(err)
 	}
-	return m
-}()
+	var sent []string
+	if err := db.Callback().Raw().After("gorm:raw").Register("bench:capture", func(db *gorm.DB) { sent = append(sent, db.Statement.SQL.String()) }); err != nil {
+		panic(err)
+	}
+	if err := call(context.Background(), repository.New(db)); err != nil || len(sent) != 1 {
+		panic(fmt.Sprintf("render a transition: %v, %d statements", err, len(sent)))
+	}
+	return sent[0]
+}
+
+// statuses lists, per table, the statuses whose refusals the outcome code
+// names, in the repository's order: code 3 is the first.
+var statuses = map[string][]string{
+	"feature_runs":      {"running", "completed", "failed"},
+	"sandboxes":         {"creating", "running", "paused", "stopped", "failed"},
+	"phase_results":     {"running", "passed", "failed"},
+	"agent_invocations": {"running", "completed", "failed"},
+	"cta_events":        {"pending", "completed", "timed_out"},
+}
 
 var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 	models.SandboxCreating: nil,
@@ -158,27 +168,26 @@ func (s *pgxStore) exec(ctx context.Context, query string, args ...any) (int64, 
 	return tag.RowsAffected(), err
 }
 
-// transition runs a guarded update with the read of the row's state in one
-// statement, and judges the state as the repository does: a row the update
-// changed is done; otherwise the state is a replay (to), a refusal, or,
-// when the guard would match it (from), a row that changed under the
-// statement, which then runs again.
-func (s *pgxStore) transition(ctx context.Context, table, id, to string, from []string, query string, args ...any) error {
+// transition runs a guarded update and decodes its outcome code as the
+// repository does: no row is a missing row, 1 done, 2 a row that changed
+// under the statement, which then runs again, and from 3 on a refusal
+// naming the row's status.
+func (s *pgxStore) transition(ctx context.Context, table, id, to, detail, query string, args ...any) error {
 	for {
-		var changed int64
-		var status string
-		err := s.pool.QueryRow(ctx, query, args...).Scan(&changed, &status)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return repository.ErrNotFound
-		case err != nil:
+		tag, err := s.pool.Exec(ctx, query, args...)
+		if err != nil {
 			return err
-		case changed > 0 || status == to:
-			return nil
-		case slices.Contains(from, status):
-			continue
 		}
-		return &repository.TransitionError{Table: table, ID: id, From: status, To: to}
+		switch code := tag.RowsAffected(); code {
+		case 0:
+			return repository.ErrNotFound
+		case 1:
+			return nil
+		case 2:
+			continue
+		default:
+			return &repository.TransitionError{Table: table, ID: id, From: statuses[table][code-3], To: to, Detail: detail}
+		}
 	}
 }
 
@@ -203,22 +212,7 @@ func (s *pgxStore) CreateFeatureRun(ctx context.Context, in repository.NewFeatur
 
 // UpdateFeatureRunPhase implements workload.Store.
 func (s *pgxStore) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID, phase string) error {
-	for {
-		var changed int64
-		var status, current string
-		err := s.pool.QueryRow(ctx, updatePhaseSQL, phase, now(), phase, runID.String()).Scan(&changed, &status, &current)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return repository.ErrNotFound
-		case err != nil:
-			return err
-		case changed > 0 || current == phase:
-			return nil
-		case status == string(models.RunRunning):
-			continue
-		}
-		return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: string(models.RunRunning), Detail: "phase " + phase}
-	}
+	return s.transition(ctx, "feature_runs", runID.String(), string(models.RunRunning), fmt.Sprintf("phase %q", phase), updatePhaseSQL, phase, now(), runID.String())
 }
 
 // UpdateFeatureRunMemories implements workload.Store.
@@ -230,22 +224,7 @@ func (s *pgxStore) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UUID
 	if err != nil {
 		return err
 	}
-	for {
-		var changed, missing int64
-		var status string
-		err := s.pool.QueryRow(ctx, appendMemoriesSQL, values, now(), runID.String()).Scan(&changed, &status, &missing)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return repository.ErrNotFound
-		case err != nil:
-			return err
-		case changed > 0 || missing == 0:
-			return nil
-		case status == string(models.RunRunning):
-			continue
-		}
-		return &repository.TransitionError{Table: "feature_runs", ID: runID.String(), From: status, To: string(models.RunRunning), Detail: strconv.FormatInt(missing, 10) + " new memories"}
-	}
+	return s.transition(ctx, "feature_runs", runID.String(), string(models.RunRunning), "new memories", appendMemoriesSQL, values, now(), runID.String())
 }
 
 // CompleteFeatureRun implements workload.Store.
@@ -260,7 +239,7 @@ func (s *pgxStore) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
 
 func (s *pgxStore) finishRun(ctx context.Context, runID uuid.UUID, to models.RunStatus) error {
 	t := now()
-	return s.transition(ctx, "feature_runs", runID.String(), string(to), []string{string(models.RunRunning)}, finishRunSQL, string(to), nil, t, t, runID.String())
+	return s.transition(ctx, "feature_runs", runID.String(), string(to), "", finishRunSQL, string(to), nil, t, t, runID.String())
 }
 
 // CreateSandboxRecord implements workload.Store.
@@ -276,8 +255,7 @@ func (s *pgxStore) CreateSandboxRecord(ctx context.Context, in repository.NewSan
 
 // UpdateSandboxStatus implements workload.Store.
 func (s *pgxStore) UpdateSandboxStatus(ctx context.Context, sandboxID string, status models.SandboxStatus) error {
-	sources, ok := sandboxSources[status]
-	if !ok {
+	if _, ok := sandboxSources[status]; !ok {
 		return fmt.Errorf("unknown sandbox status %q", status)
 	}
 	t := now()
@@ -288,11 +266,7 @@ func (s *pgxStore) UpdateSandboxStatus(ctx context.Context, sandboxID string, st
 	if status.Terminal() {
 		stoppedAt = t
 	}
-	from := make([]string, len(sources))
-	for i, src := range sources {
-		from[i] = string(src)
-	}
-	return s.transition(ctx, "sandboxes", sandboxID, string(status), from, updateSandboxSQL[status], string(status), t, startedAt, stoppedAt, sandboxID)
+	return s.transition(ctx, "sandboxes", sandboxID, string(status), "", updateSandboxSQL[status], string(status), t, startedAt, stoppedAt, sandboxID)
 }
 
 // CreatePhaseResult implements workload.Store.
@@ -322,7 +296,7 @@ func (s *pgxStore) FailPhaseResult(ctx context.Context, phaseResultID uuid.UUID)
 
 func (s *pgxStore) finishPhase(ctx context.Context, id uuid.UUID, to models.PhaseStatus, output any) error {
 	t := now()
-	return s.transition(ctx, "phase_results", id.String(), string(to), []string{string(models.PhaseRunning)}, finishPhaseSQL, string(to), output, nil, t, t, id.String())
+	return s.transition(ctx, "phase_results", id.String(), string(to), "", finishPhaseSQL, string(to), output, nil, t, t, id.String())
 }
 
 // CreateAgentInvocation implements workload.Store.
@@ -381,7 +355,7 @@ func (s *pgxStore) CompleteAgentInvocation(ctx context.Context, invocationID uui
 	if res.TimeToFirstTokenMicros != nil {
 		ttft = *res.TimeToFirstTokenMicros
 	}
-	return s.transition(ctx, "agent_invocations", invocationID.String(), string(to), []string{string(models.InvocationRunning)}, finishInvocationSQL,
+	return s.transition(ctx, "agent_invocations", invocationID.String(), string(to), "", finishInvocationSQL,
 		string(to), steps, toolCalls, output, res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens,
 		res.CostNanoUSD, textArg(res.ResponseModel), textArg(res.ProviderRequestID), textArg(res.FinishReason), ttft, nil, t, t, invocationID.String())
 }
@@ -417,5 +391,5 @@ func (s *pgxStore) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
 
 func (s *pgxStore) resolveCTA(ctx context.Context, id string, to models.CTAStatus, response any) error {
 	t := now()
-	return s.transition(ctx, "cta_events", id, string(to), []string{string(models.CTAPending)}, resolveCTASQL, string(to), response, t, t, id)
+	return s.transition(ctx, "cta_events", id, string(to), "", resolveCTASQL, string(to), response, t, t, id)
 }

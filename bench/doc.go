@@ -23,9 +23,10 @@
 //     repository does, so both do the same client-side JSON work. It
 //     returns the repository's outcomes (nil, ErrNotFound, a
 //     *repository.TransitionError), so the workload can drive either, and
-//     TestBaselineWritesLikeRepository checks that both leave the same rows,
-//     and TestBaselineSendsRepositoryStatements that the creates and the
-//     invocation finish are the repository's statements, text for text.
+//     TestBaselineWritesLikeRepository checks that both leave the same rows.
+//     Its creates are written out, and TestBaselineSendsRepositoryStatements
+//     checks they are the repository's, text for text; its transitions take
+//     the repository's statements from a repository on a DryRun session.
 //   - impl=naive is what a GORM user would write from the TypeScript plan,
 //     on GORM's default configuration (but for the logger, and
 //     TranslateError to recognise a missing parent), so every write is a

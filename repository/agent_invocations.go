@@ -189,11 +189,11 @@ func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, c
 const phaseInRunSQL = `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`
 
 var finishInvocation = newGuardedUpdate("agent_invocations",
-	`UPDATE agent_invocations SET status = ?, steps = ?, tool_calls = ?, output = ?, input_tokens = ?, output_tokens = ?, `+
-		`cache_read_input_tokens = ?, cache_write_input_tokens = ?, reasoning_output_tokens = ?, cost_nano_usd = ?, `+
-		`response_model = ?, provider_request_id = ?, finish_reason = ?, time_to_first_token_micros = ?, `+
-		`error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
-	"status")
+	"status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, "+
+		"cache_read_input_tokens = $7, cache_write_input_tokens = $8, reasoning_output_tokens = $9, cost_nano_usd = $10, "+
+		"response_model = $11, provider_request_id = $12, finish_reason = $13, time_to_first_token_micros = $14, "+
+		"error = $15, finished_at = $16, updated_at = $17",
+	"status = 'running'", "status = $1")
 
 // CompleteAgentInvocation moves a running invocation to completed and records
 // its result. Completing a completed invocation changes nothing and keeps the
@@ -246,7 +246,6 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 	err = r.transition(ctx, finishInvocation.rendered[r.dialect], []any{string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
 		res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens, res.CostNanoUSD,
 		nullString(res.ResponseModel), nullString(res.ProviderRequestID), nullString(res.FinishReason), res.TimeToFirstTokenMicros,
-		nullString(message), t, t, id.String()},
-		judgeStatus("agent_invocations", id.String(), string(to), string(models.InvocationRunning)))
+		nullString(message), t, t, id.String()}, string(to), "")
 	return wrapf(op, id, err)
 }

@@ -67,9 +67,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	return nil
 }
 
-var resolveCTA = newGuardedUpdate("cta_events",
-	`UPDATE cta_events SET status = ?, response_data = ?, resolved_at = ?, updated_at = ? WHERE status = 'pending' AND id = ?`,
-	"status")
+var resolveCTA = newGuardedUpdate("cta_events", "status = $1, response_data = $2, resolved_at = $3, updated_at = $4", "status = 'pending'", "status = $1")
 
 // CompleteCTAEvent records a person's answer to a pending CTA event and moves
 // it to completed. Completing a completed event changes nothing and keeps the
@@ -99,8 +97,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, resolveCTA.rendered[r.dialect], []any{string(to), r.dialect.json(response), t, t, id},
-		judgeStatus("cta_events", id, string(to), string(models.CTAPending)))
+	err := r.transition(ctx, resolveCTA.rendered[r.dialect], []any{string(to), r.dialect.json(response), t, t, id}, string(to), "")
 	return wrapf(op, id, err)
 }
 

@@ -4,8 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"gorm.io/gorm"
 )
@@ -19,8 +17,8 @@ type dialect struct {
 	// appendMemories appends the canonical JSON array vars[0] to the
 	// memories of run vars[2], skipping values already present, and sets
 	// updated_at to vars[1]. It changes no row when the run is not running
-	// or every value is already present; its probe reads the run's status
-	// and how many of the values are missing.
+	// or every value is already present; a run whose memories already hold
+	// every value is codeDone.
 	appendMemories *guard
 	// expireCTAEvents times out at most vars[2] pending CTA events whose
 	// expires_at is at or before vars[0], setting resolved_at to vars[0] and
@@ -78,19 +76,4 @@ func (e *foreignKeyError) Error() string { return "foreign key " + e.constraint 
 func translatedForeignKey(db *gorm.DB, err error) (string, bool) {
 	t, ok := db.Dialector.(gorm.ErrorTranslator)
 	return "", ok && errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated)
-}
-
-// dollars returns s with its ? placeholders numbered $1, $2, … in order.
-func dollars(s string) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range s {
-		if c == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

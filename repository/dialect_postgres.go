@@ -4,27 +4,33 @@ import (
 	"database/sql"
 	"errors"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
 
-// postgres runs a guarded update and its probe as one statement: the UPDATE
-// in a CTE, and a SELECT of the row beside it. Both see the snapshot the
-// statement started with, so the probe reads the row as it was then. When
-// a concurrent write changed the row after that, the UPDATE waits for it
-// and re-checks its guard against the row that write committed
-// (EvalPlanQual); if the guard no longer matches, the probe's older state
-// would still satisfy it, which the judge answers with errRetry. A replay
-// is thus one round trip that writes nothing.
+// postgres runs a guarded update and the read of its outcome as one
+// statement: the UPDATE in a CTE, and a SELECT of the row beside it. Both
+// see the snapshot the statement started with, so the read sees the row as
+// it was then. When a concurrent write changed the row after that, the
+// UPDATE waits for it and re-checks its guard against the row that write
+// committed (EvalPlanQual); if the guard no longer matches, the older state
+// read still satisfies it, which is the outcome codeRetry. A replay is thus
+// one round trip that writes nothing.
+//
+// The SELECT returns as many rows, without columns, as the outcome code
+// (none when the row does not exist), and PostgreSQL reports that count
+// in its command tag, which database/sql's Exec returns as the rows
+// affected. The outcome thus travels without a result set, whose reading
+// costs database/sql a goroutine per query on a cancellable context and
+// made a transition a fifth slower than the statement sent by hand.
 var postgres = dialect{
 	guard: func(g *guardedUpdate) *guard {
 		return &guard{
 			table: g.table,
-			extra: strings.Contains(g.probe, ","),
-			sql: "WITH changed AS (" + dollars(g.update) + " RETURNING 1) SELECT (SELECT count(*) FROM changed), " +
-				g.probe + " FROM " + g.table + " WHERE id = $" + strconv.Itoa(strings.Count(g.update, "?")),
+			sql: "WITH changed AS (" + g.update() + " RETURNING 1) SELECT FROM " + g.table +
+				", generate_series(1, CASE WHEN EXISTS (SELECT FROM changed) THEN " + strconv.Itoa(codeDone) + " ELSE " + g.code() + " END)" +
+				" WHERE id = " + g.id(),
 		}
 	},
 	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
@@ -39,7 +45,6 @@ var postgres = dialect{
 	// semi-join first matched, which could skip a value still missing.
 	appendMemories: &guard{
 		table: "feature_runs",
-		extra: true,
 		sql: `
 WITH new AS (
 	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
@@ -50,8 +55,10 @@ WITH new AS (
 	WHERE r.id = $3 AND r.status = 'running' AND (SELECT count(*) FROM new AS n WHERE ` + pgAbsent + `) > 0
 	RETURNING 1
 )
-SELECT c.n, r.status, CASE WHEN c.n = 0 THEN (SELECT count(*) FROM new AS n WHERE ` + pgAbsent + `) ELSE 0 END
-FROM feature_runs AS r, (SELECT count(*) AS n FROM changed) AS c
+SELECT FROM feature_runs AS r, generate_series(1, CASE
+	WHEN EXISTS (SELECT FROM changed) OR NOT EXISTS (SELECT FROM new AS n WHERE ` + pgAbsent + `) THEN ` + strconv.Itoa(codeDone) + `
+	WHEN r.status = 'running' THEN ` + strconv.Itoa(codeRetry) + `
+	ELSE ` + statusCode("feature_runs", "r.status") + ` END)
 WHERE r.id = $3`,
 	},
 	// The claim is a CTE because PostgreSQL runs a CTE exactly once, while

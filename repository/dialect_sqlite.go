@@ -1,16 +1,18 @@
 package repository
 
 import (
+	"strconv"
 	"strings"
 	"unicode"
 
 	"gorm.io/gorm"
 )
 
-// sqlite runs a guarded update, then, when it changed nothing, the probe
-// as a second statement: SQLite has no UPDATE inside a WITH. The probe
-// reads the row as committed at that moment; when a write in between made
-// the guard match again, the judge answers errRetry.
+// sqlite runs a guarded update, then, when it changed nothing, the read of
+// its outcome code as a second statement: SQLite has no UPDATE inside a
+// WITH. The read sees the row as committed at that moment; when a write in
+// between made the guard match again, the code is codeRetry. Vars are
+// numbered ?1, ?2, … as PostgreSQL's $1, $2, ….
 //
 // Memories compare by a key per element: the JSON text of a string,
 // object or array, which json_each gives as the element's value (strings
@@ -26,11 +28,9 @@ import (
 var sqlite = dialect{
 	guard: func(g *guardedUpdate) *guard {
 		return &guard{
-			table:     g.table,
-			extra:     strings.Contains(g.probe, ","),
-			sql:       g.update,
-			probe:     "SELECT " + g.probe + " FROM " + g.table + " WHERE id = ?",
-			probeVars: []int{strings.Count(g.update, "?") - 1},
+			table: g.table,
+			sql:   sqliteVars(g.update()),
+			probe: sqliteVars("SELECT " + g.code() + " FROM " + g.table + " WHERE id = " + g.id()),
 		}
 	},
 	// A plain SQLite transaction already reads one snapshot, and the
@@ -39,7 +39,6 @@ var sqlite = dialect{
 	numbersAsBlob: true,
 	appendMemories: &guard{
 		table: "feature_runs",
-		extra: true,
 		sql: `
 WITH stored(k) AS MATERIALIZED (
 	SELECT ` + sqliteKey("m", "r.memories") + ` FROM feature_runs AS r, json_each(r.memories) AS m WHERE r.id = ?3
@@ -58,9 +57,10 @@ WHERE id = ?3 AND status = 'running' AND EXISTS (SELECT 1 FROM new)`,
 WITH stored(k) AS MATERIALIZED (
 	SELECT ` + sqliteKey("m", "r.memories") + ` FROM feature_runs AS r, json_each(r.memories) AS m WHERE r.id = ?2
 )
-SELECT r.status, (
-	SELECT count(*) FROM json_each(?1) AS n WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT k FROM stored)
-) AS missing
+SELECT CASE
+	WHEN NOT EXISTS (SELECT 1 FROM json_each(?1) AS n WHERE ` + sqliteKey("n", "?1") + ` NOT IN (SELECT k FROM stored)) THEN ` + strconv.Itoa(codeDone) + `
+	WHEN r.status = 'running' THEN ` + strconv.Itoa(codeRetry) + `
+	ELSE ` + statusCode("feature_runs", "r.status") + ` END
 FROM feature_runs AS r WHERE r.id = ?2`,
 		probeVars: []int{0, 2},
 	},
@@ -109,3 +109,6 @@ func triggeredForeignKey(err error) (string, bool) {
 func sqliteKey(e, doc string) string {
 	return `CASE ` + e + `.type WHEN 'text' THEN json_quote(` + e + `.value) WHEN 'integer' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'real' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'null' THEN 'null' WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE ` + e + `.value END`
 }
+
+// sqliteVars writes the numbered vars $1, $2, … of s as SQLite's ?1, ?2, ….
+func sqliteVars(s string) string { return strings.ReplaceAll(s, "$", "?") }

@@ -63,9 +63,7 @@ func idOrNew(id uuid.UUID) (uuid.UUID, error) {
 	return uuid.NewV7()
 }
 
-var updatePhase = newGuardedUpdate("feature_runs",
-	`UPDATE feature_runs SET phase = ?, updated_at = ? WHERE status = 'running' AND phase <> ? AND id = ?`,
-	"status, phase")
+var updatePhase = newGuardedUpdate("feature_runs", "phase = $1, updated_at = $2", "status = 'running' AND phase <> $1", "phase = $1")
 
 // UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
 // run is already in changes nothing. The phase of a completed or failed run
@@ -81,15 +79,7 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	err := r.transition(ctx, updatePhase.rendered[r.dialect], []any{phase, r.now(), phase, runID.String()}, func(s state) error {
-		switch {
-		case s.Extra.String == phase:
-			return nil
-		case s.Status == string(models.RunRunning):
-			return errRetry
-		}
-		return &TransitionError{Table: "feature_runs", ID: runID.String(), From: s.Status, To: string(models.RunRunning), Detail: "phase " + phase}
-	})
+	err := r.transition(ctx, updatePhase.rendered[r.dialect], []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
 	return wrapf(op, runID, err)
 }
 
@@ -116,21 +106,11 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if len(memories) == 0 {
 		return nil
 	}
-	err = r.transition(ctx, r.dialect.appendMemories, []any{string(values), r.now(), runID.String()}, func(s state) error {
-		switch {
-		case s.Extra.String == "0":
-			return nil
-		case s.Status == string(models.RunRunning):
-			return errRetry
-		}
-		return &TransitionError{Table: "feature_runs", ID: runID.String(), From: s.Status, To: string(models.RunRunning), Detail: s.Extra.String + " new memories"}
-	})
+	err = r.transition(ctx, r.dialect.appendMemories, []any{string(values), r.now(), runID.String()}, string(models.RunRunning), "new memories")
 	return wrapf(op, runID, err)
 }
 
-var finishRun = newGuardedUpdate("feature_runs",
-	`UPDATE feature_runs SET status = ?, error = ?, completed_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
-	"status")
+var finishRun = newGuardedUpdate("feature_runs", "status = $1, error = $2, completed_at = $3, updated_at = $4", "status = 'running'", "status = $1")
 
 // CompleteFeatureRun moves a running run to completed. Completing a
 // completed run changes nothing; completing a failed run returns
@@ -162,8 +142,7 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 		return fmt.Errorf(op, runID, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, finishRun.rendered[r.dialect], []any{string(to), nullString(message), t, t, runID.String()},
-		judgeStatus("feature_runs", runID.String(), string(to), string(models.RunRunning)))
+	err := r.transition(ctx, finishRun.rendered[r.dialect], []any{string(to), nullString(message), t, t, runID.String()}, string(to), "")
 	return wrapf(op, runID, err)
 }
 

@@ -51,9 +51,7 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 	return id, nil
 }
 
-var finishPhase = newGuardedUpdate("phase_results",
-	`UPDATE phase_results SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ? WHERE status = 'running' AND id = ?`,
-	"status")
+var finishPhase = newGuardedUpdate("phase_results", "status = $1, output = $2, error = $3, finished_at = $4, updated_at = $5", "status = 'running'", "status = $1")
 
 // PassPhaseResult moves a running phase result to passed and stores output
 // as its JSON output. Passing a passed result changes nothing and keeps the
@@ -90,7 +88,6 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, finishPhase.rendered[r.dialect], []any{string(to), r.dialect.json(output), nullString(message), t, t, id.String()},
-		judgeStatus("phase_results", id.String(), string(to), string(models.PhaseRunning)))
+	err := r.transition(ctx, finishPhase.rendered[r.dialect], []any{string(to), r.dialect.json(output), nullString(message), t, t, id.String()}, string(to), "")
 	return wrapf(op, id, err)
 }

@@ -3,64 +3,108 @@ package repository
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"slices"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/agentpipeline/persistence/models"
 )
 
 // A guardedUpdate changes one row, named by its ID, only while the row is
-// in a state the change may leave. When it changes nothing, a probe reads
-// the row's state, which tells a replay (already done) from a refusal.
-// Each database runs it in its own way (see dialect.guard), rendered once
-// when the package loads.
+// in a state the change may leave (its guard). Whether it changed the row,
+// and if not why, is its outcome, which the database computes as a code
+// (see outcome codes) from the row's state: a replay (the row is already
+// as asked), a refusal (the state the row is in), or a row that changed
+// between the guard's check and the read of its state. Each database runs
+// it in its own way (see dialect.guard), rendered once when the package
+// loads.
+//
+// Its SQL numbers its vars $1, $2, …; the row's ID is the last.
 type guardedUpdate struct {
 	table string
-	// update is the guarded UPDATE, with ? placeholders, the row's ID last.
-	update string
-	// probe lists the columns the probe reads, status first.
-	probe string
+	// set is the UPDATE's SET list.
+	set string
+	// guard is true of a row the update may change.
+	guard string
+	// done is true of a row already as the call asks.
+	done string
+	// vars is how many vars the statement takes.
+	vars int
 	// rendered holds the statements of each database.
 	rendered map[*dialect]*guard
 }
 
-// guard is a guardedUpdate as one database runs it.
-type guard struct {
-	table string
-	// sql is the statement to run. Where probe is empty it is a single
-	// statement that makes the change and reads the probe: it returns the
-	// number of rows it changed, then the probe's columns, as the row was
-	// when the statement started; no row when the row does not exist.
-	// Otherwise it is the bare guarded UPDATE.
-	sql string
-	// probe, if any, is the separate read of the probe's columns, run
-	// when sql changed no row. It takes probeVars of sql's vars.
-	probe     string
-	probeVars []int
-	// extra says the probe reads a second column (see state.Extra).
-	extra bool
+// The outcome codes of a guarded update: zero for a missing row (no row),
+// then these, then codeRefused plus the index of the row's status in the
+// table's statuses for a refusal.
+const (
+	codeDone    = 1 // the update changed the row, or the row is already as asked
+	codeRetry   = 2 // the guard matches the state read: run the update again
+	codeRefused = 3
+)
+
+// statuses lists, per table, the statuses a refusal can name.
+var statuses = map[string][]string{
+	"feature_runs":      {string(models.RunRunning), string(models.RunCompleted), string(models.RunFailed)},
+	"sandboxes":         {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused), string(models.SandboxStopped), string(models.SandboxFailed)},
+	"phase_results":     {string(models.PhaseRunning), string(models.PhasePassed), string(models.PhaseFailed)},
+	"agent_invocations": {string(models.InvocationRunning), string(models.InvocationCompleted), string(models.InvocationFailed)},
+	"cta_events":        {string(models.CTAPending), string(models.CTACompleted), string(models.CTATimedOut)},
 }
 
-func newGuardedUpdate(table, update, probe string) *guardedUpdate {
-	g := &guardedUpdate{table: table, update: update, probe: probe, rendered: make(map[*dialect]*guard, len(dialects))}
+// guard is a guarded update as one database runs it.
+type guard struct {
+	table string
+	// sql is the statement to run. Where probe is empty, the number of
+	// rows it reports is the outcome code; otherwise it is the bare
+	// guarded UPDATE, and a row it changed means codeDone.
+	sql string
+	// probe, if any, reads the outcome code of a row sql changed nothing
+	// of, from probeVars of sql's vars (all of them when nil).
+	probe     string
+	probeVars []int
+}
+
+var varNumber = regexp.MustCompile(`\$(\d+)`)
+
+func newGuardedUpdate(table, set, guardSQL, done string) *guardedUpdate {
+	g := &guardedUpdate{table: table, set: set, guard: guardSQL, done: done, rendered: make(map[*dialect]*guard, len(dialects))}
+	for _, m := range varNumber.FindAllStringSubmatch(set+guardSQL+done, -1) {
+		n, _ := strconv.Atoi(m[1])
+		g.vars = max(g.vars, n+1)
+	}
 	for _, d := range dialects {
 		g.rendered[d] = d.guard(g)
 	}
 	return g
 }
 
-// state is what a probe read of a row.
-type state struct {
-	// Status is the row's status.
-	Status string
-	// Extra is the probe's second column, if any: the run's phase, or how
-	// many of the memories asked for are missing.
-	Extra sql.NullString
+// update is the guarded UPDATE.
+func (g *guardedUpdate) update() string {
+	return "UPDATE " + g.table + " SET " + g.set + " WHERE " + g.guard + " AND id = " + g.id()
 }
 
-// errRetry is a judge's verdict that the guard would have matched the
-// state the probe read: the row changed between the guard's check and the
-// probe, so the statement runs again.
-var errRetry = errors.New("row changed under the statement")
+// id is the var of the row's ID.
+func (g *guardedUpdate) id() string { return "$" + strconv.Itoa(g.vars) }
+
+// code is the outcome code of a row the update changed nothing of, as an
+// SQL expression over the row.
+func (g *guardedUpdate) code() string {
+	return "CASE WHEN " + g.done + " THEN " + strconv.Itoa(codeDone) + " WHEN " + g.guard + " THEN " + strconv.Itoa(codeRetry) +
+		" ELSE " + statusCode(g.table, "status") + " END"
+}
+
+// statusCode is the refusal code of the status column of a row of table.
+func statusCode(table, column string) string {
+	var b strings.Builder
+	b.WriteString("CASE " + column)
+	for i, s := range statuses[table] {
+		b.WriteString(" WHEN '" + s + "' THEN " + strconv.Itoa(codeRefused+i))
+	}
+	b.WriteString(" ELSE " + strconv.Itoa(codeRefused+len(statuses[table])) + " END")
+	return b.String()
+}
 
 // maxAttempts bounds how often a transition runs again after the row kept
 // changing under it. Each attempt follows a change that another call
@@ -69,87 +113,56 @@ var errRetry = errors.New("row changed under the statement")
 // updates.
 const maxAttempts = 64
 
-// transition runs the guarded update gd with vars and decides its outcome:
-// nil when it changed the row; otherwise judge's verdict on the row's
-// state: nil for a replay (the row is already as asked), a
-// *TransitionError for a refusal, or errRetry when the guard would have
-// matched the state read, which makes it run again. A missing row is
-// ErrNotFound.
+// transition runs the guarded update gd with vars, the row's ID last, and
+// returns its outcome: nil when it changed the row or the row is already
+// as asked, ErrNotFound for a missing row, and for a refusal a
+// *TransitionError from the row's status to to, with detail. When the
+// guard matches the state read, the row changed under the statement, which
+// runs again.
 //
-// The verdict is linearizable: the state it judges is the row as it was at
-// one instant during the call, at which the call changed nothing.
-func (r *Repository) transition(ctx context.Context, gd *guard, vars []any, judge func(state) error) error {
+// The answer is linearizable: the state it is read from is the row as it
+// was at one instant during the call, at which the call changed nothing.
+func (r *Repository) transition(ctx context.Context, gd *guard, vars []any, to, detail string) error {
 	for range maxAttempts {
-		changed, st, found, err := r.runGuard(ctx, gd, vars)
+		code, err := r.outcome(ctx, gd, vars)
 		switch {
 		case err != nil:
 			return err
-		case changed || r.dryRun():
+		case r.dryRun() || code == codeDone:
 			return nil
-		case !found:
+		case code == 0:
 			return ErrNotFound
+		case code == codeRetry:
+			continue
 		}
-		if err := judge(st); !errors.Is(err, errRetry) {
-			return err
+		from := "unknown"
+		if i := int(code) - codeRefused; i < len(statuses[gd.table]) {
+			from = statuses[gd.table][i]
 		}
+		return &TransitionError{Table: gd.table, ID: fmt.Sprint(vars[len(vars)-1]), From: from, To: to, Detail: detail}
 	}
 	return fmt.Errorf("%s: gave up after %d attempts: the row kept changing, or its updates are being skipped", gd.table, maxAttempts)
 }
 
-// runGuard runs gd once and returns whether it changed the row and, if it
-// did not, the row's state.
-func (r *Repository) runGuard(ctx context.Context, gd *guard, vars []any) (changed bool, st state, found bool, err error) {
-	if gd.probe == "" {
-		err = r.query(ctx, gd.table, gd.sql, vars, true, func(rows *sql.Rows) error {
-			var n int64
-			found = true
-			if err := rows.Scan(st.dest(gd, &n)...); err != nil {
-				return err
-			}
-			changed = n > 0
-			return nil
-		})
-		return changed, st, found, err
-	}
+// outcome runs gd once and returns its outcome code.
+func (r *Repository) outcome(ctx context.Context, gd *guard, vars []any) (int64, error) {
 	n, err := r.exec(ctx, gd.table, gd.sql, vars)
-	if err != nil || n > 0 || r.dryRun() {
-		return n > 0, st, false, err
+	switch {
+	case err != nil || gd.probe == "":
+		return n, err
+	case n > 0:
+		return codeDone, nil
+	case r.dryRun():
+		return 0, nil
 	}
-	probeVars := make([]any, len(gd.probeVars))
-	for i, v := range gd.probeVars {
-		probeVars[i] = vars[v]
-	}
-	err = r.query(ctx, gd.table, gd.probe, probeVars, true, func(rows *sql.Rows) error {
-		found = true
-		return rows.Scan(st.dest(gd, nil)...)
-	})
-	return false, st, found, err
-}
-
-// dest returns where to scan a row of gd's statement or probe: the count
-// of changed rows first when changed is not nil, then the probe's columns.
-func (st *state) dest(gd *guard, changed *int64) []any {
-	d := make([]any, 0, 3)
-	if changed != nil {
-		d = append(d, changed)
-	}
-	d = append(d, &st.Status)
-	if gd.extra {
-		d = append(d, &st.Extra)
-	}
-	return d
-}
-
-// judgeStatus judges a change of row id of table to the status to, which
-// the row may make from any status of from.
-func judgeStatus(table, id, to string, from ...string) func(state) error {
-	return func(s state) error {
-		switch {
-		case s.Status == to:
-			return nil
-		case slices.Contains(from, s.Status):
-			return errRetry
+	probeVars := vars
+	if gd.probeVars != nil {
+		probeVars = make([]any, len(gd.probeVars))
+		for i, v := range gd.probeVars {
+			probeVars[i] = vars[v]
 		}
-		return &TransitionError{Table: table, ID: id, From: s.Status, To: to}
 	}
+	var code int64
+	err = r.query(ctx, gd.table, gd.probe, probeVars, true, func(rows *sql.Rows) error { return rows.Scan(&code) })
+	return code, err
 }

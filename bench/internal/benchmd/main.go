@@ -135,7 +135,7 @@ func write(w io.Writer, res results, order []string) error {
 	p.f("Each op inserts a row or moves one to a new state: one statement.\n\n")
 	p.writes(group("Write/"), "Write/")
 	p.f("\n## Writes, replay path\n\n")
-	p.f("Each op finds the row as asked: a create with an existing ID is one INSERT that conflicts; a transition to the state the row is in, or an append of values already present, is the guarded statement that changes no row and returns the row's state: one round trip.\n\n")
+	p.f("Each op finds the row as asked: a create with an existing ID is one INSERT that conflicts; a transition to the state the row is in, or an append of values already present, is the guarded statement that changes no row and reports why in the same round trip.\n\n")
 	p.writes(group("Replay/"), "Replay/")
 
 	p.f("\n## Whole workload\n\n")
