@@ -39,10 +39,12 @@ var postgres = dialect{
 	// the array contains it (@>), which jsonb checks in C without
 	// unpacking the array; an object or array may be contained in a
 	// different element, so only then is the array searched for an equal
-	// element. The UPDATE's WHERE counts missing values in a scalar
-	// subquery rather than testing EXISTS: EvalPlanQual re-checks a waiting
-	// UPDATE against the row its predecessor committed but keeps the rows a
-	// semi-join first matched, which could skip a value still missing.
+	// element. Whether every value is present, a replay, is one @> of the
+	// whole new array, plus that search for objects and arrays. The
+	// UPDATE's guard tests it as an expression of the row, never a join
+	// with the new values: EvalPlanQual re-checks a waiting UPDATE against
+	// the row its predecessor committed but keeps the rows a join first
+	// matched, which could skip a value still missing.
 	appendMemories: &guard{
 		table: "feature_runs",
 		sql: `
@@ -52,11 +54,11 @@ WITH new AS (
 	UPDATE feature_runs AS r
 	SET memories = r.memories || (SELECT jsonb_agg(n.v ORDER BY n.o) FROM new AS n WHERE ` + pgAbsent + `),
 		updated_at = $2
-	WHERE r.id = $3 AND r.status = 'running' AND (SELECT count(*) FROM new AS n WHERE ` + pgAbsent + `) > 0
+	WHERE r.id = $3 AND r.status = 'running' AND NOT ` + pgAllPresent + `
 	RETURNING 1
 )
 SELECT FROM feature_runs AS r, generate_series(1, CASE
-	WHEN EXISTS (SELECT FROM changed) OR NOT EXISTS (SELECT FROM new AS n WHERE ` + pgAbsent + `) THEN ` + strconv.Itoa(codeDone) + `
+	WHEN EXISTS (SELECT FROM changed) OR ` + pgAllPresent + ` THEN ` + strconv.Itoa(codeDone) + `
 	WHEN r.status = 'running' THEN ` + strconv.Itoa(codeRetry) + `
 	ELSE ` + statusCode("feature_runs", "r.status") + ` END)
 WHERE r.id = $3`,
@@ -86,5 +88,8 @@ RETURNING c.id`,
 	},
 }
 
-// pgAbsent is true when the new value n.v is not in the memories r.memories.
+// pgAbsent is true when the new value n.v is not in the memories
+// r.memories; pgAllPresent when no new value is absent.
 const pgAbsent = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
+
+const pgAllPresent = `(r.memories @> CAST($1 AS jsonb) AND NOT EXISTS (SELECT FROM new AS n WHERE jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
