@@ -179,23 +179,7 @@ func (r *replayer) concurrently() string {
 	db, repo, release := r.database()
 	defer release()
 	for i := range r.steps {
-		errs := make([]error, copies)
-		var ready, done sync.WaitGroup
-		start := make(chan struct{})
-		for g := range copies {
-			ready.Add(1)
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				ready.Done()
-				<-start
-				errs[g] = r.run(repo, i)
-			}()
-		}
-		// Release the goroutines together, so that they race.
-		ready.Wait()
-		close(start)
-		done.Wait()
+		errs := Concurrently(copies, func(int) error { return r.run(repo, i) })
 		if msg := summarize(errs); msg != "" {
 			return r.failure(mode, fmt.Sprintf("%s, returned %s", r.step(i), msg), nil)
 		}
@@ -306,4 +290,28 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// Concurrently calls fn from n goroutines released together, so that they
+// race, and returns their errors, goroutine i's at index i. It is how
+// [RequireReplaySafe] runs a step's copies; use it to race calls of your
+// own.
+func Concurrently(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errs
 }

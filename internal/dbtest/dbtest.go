@@ -19,6 +19,8 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/persistencetest"
 )
 
 // DefaultPostgresDSN is the server the tests use when TEST_POSTGRES_DSN is
@@ -177,26 +179,9 @@ func withParams(t testing.TB, dsn string, params map[string]string) string {
 }
 
 // Concurrently calls fn from n goroutines released at once and returns
-// their errors by goroutine.
-func Concurrently(n int, fn func(i int) error) []error {
-	errs := make([]error, n)
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			errs[i] = fn(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-	return errs
-}
+// their errors by goroutine: persistencetest.Concurrently, which users get
+// too.
+func Concurrently(n int, fn func(i int) error) []error { return persistencetest.Concurrently(n, fn) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
