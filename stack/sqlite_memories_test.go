@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,18 +18,13 @@ import (
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// busyTimeout is the _busy_timeout of the README's SQLite DSN.
-const busyTimeout = 5 * time.Second
-
 // TestSQLiteBigAppendDoesNotLockOthersOut appends 100 values to a run
 // holding 10,000 memories on an SQLite file database while another run
 // completes: SQLite has one writer at a time, so the append holds the
 // write lock for as long as it runs, and the other write waits at most
 // the busy timeout before it fails with "database is locked".
 func TestSQLiteBigAppendDoesNotLockOthersOut(t *testing.T) {
-	db, err := gorm.Open(sqlite.Open("file:"+filepath.Join(t.TempDir(), "app.db")+
-		"?_foreign_keys=on&_journal_mode=WAL&_busy_timeout="+strconv.Itoa(int(busyTimeout.Milliseconds()))+"&_txlock=immediate"),
-		&gorm.Config{Logger: logger.Discard})
+	db, err := gorm.Open(sqlite.Open(fmt.Sprintf(sqliteFileDSN, filepath.Join(t.TempDir(), "app.db"))), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
