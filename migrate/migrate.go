@@ -3,10 +3,13 @@ package migrate
 
 import (
 	"context"
+	"embed"
 	"fmt"
+	"io/fs"
 
 	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/internal/dialects"
 	"github.com/agentpipeline/persistence/models"
 )
 
@@ -21,73 +24,57 @@ func Models() []any {
 	}
 }
 
-// Up brings the schema of the five pipeline tables up to date with GORM's
-// AutoMigrate, in one transaction. It is idempotent: on an up-to-date schema
-// it only reads the catalog. It upgrades a schema that an earlier version
-// made without losing or changing a row: it adds tables, columns, indexes
-// and constraints, and never drops or rewrites one.
+// Up brings the schema of the five pipeline tables up to date. It is
+// idempotent: on an up-to-date schema it only reads the catalog. It
+// upgrades a schema that an earlier version made without losing or
+// changing a row: it adds tables, columns, indexes and constraints, and
+// never drops or rewrites one. Processes starting at once migrate one
+// after another.
 //
-// The link from a sub-agent invocation to its parent
-// (models.AgentInvocation.ParentInvocationID) is made after AutoMigrate: on
-// PostgreSQL a foreign key on both the parent's ID and the run's, which
+// On PostgreSQL and SQLite, Up runs GORM's AutoMigrate in one transaction
+// (on PostgreSQL holding an advisory lock for it), then links a sub-agent
+// invocation to its parent (models.AgentInvocation.ParentInvocationID): on
+// PostgreSQL by a foreign key on both the parent's ID and the run's, which
 // needs the unique index AutoMigrate creates after a table's constraints;
-// on SQLite triggers that check the same, as SQLite adds a foreign key to
-// an existing table only by rebuilding the table (see below).
+// on SQLite by triggers that check the same, as SQLite adds a foreign key
+// to an existing table only by rebuilding the table.
 //
-// On PostgreSQL it holds an advisory lock for the transaction, so processes
-// starting at once migrate one after another. On SQLite it first checks that
-// the connection enforces foreign keys, without which deleting a run would
-// leave its children behind and a child could name a run that does not
-// exist. It also refuses to rebuild a table, which is how GORM makes on
-// SQLite the changes SQLite cannot make in place (a new constraint, a
-// changed column): rebuilding a table drops it, which with foreign keys on
-// deletes the rows of every table that refers to it. Such a change fails
-// Up, with nothing changed, rather than lose rows.
+// On SQLite it first checks that the connection enforces foreign keys,
+// without which deleting a run would leave its children behind and a
+// child could name a run that does not exist. It also refuses to rebuild a
+// table, which is how GORM makes on SQLite the changes SQLite cannot make
+// in place (a new constraint, a changed column): rebuilding a table drops
+// it, which with foreign keys on deletes the rows of every table that
+// refers to it. Such a change fails Up, with nothing changed, rather than
+// lose rows.
+//
+// On MariaDB it first refuses a server other than MariaDB 10.11 or later,
+// and a connection that does not parse times (parseTime=true) or does not
+// use utf8mb4. It then sends the statements of migrate/sql/mariadb that
+// the schema lacks, holding a named lock (GET_LOCK) on one connection.
+// MariaDB commits each DDL statement on its own, so Up is not one
+// transaction there: each statement creates one whole table, atomically,
+// and an interrupted Up leaves some tables made and the rest missing,
+// which the next Up makes.
 //
 // The files in migrate/sql hold the DDL Up sends, for teams that run their
 // own migration tool (see README.md).
 func Up(ctx context.Context, db *gorm.DB) error {
-	d, ok := dialects[db.Dialector.Name()]
-	if !ok {
-		return fmt.Errorf("migrate: database %q is not supported (use postgres or sqlite)", db.Dialector.Name())
-	}
-	db = db.WithContext(ctx)
-	if err := d.check(db); err != nil {
+	d, err := dialects.Of(db)
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	err := db.Transaction(func(tx *gorm.DB) error {
-		if err := d.lock(tx); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		tx = d.guard(tx)
-		if err := tx.AutoMigrate(Models()...); err != nil {
-			return err
-		}
-		if err := d.parentInvocations(tx); err != nil {
-			return fmt.Errorf("link sub-agent invocations to their parents: %w", err)
-		}
-		return nil
-	})
+	files, err := fs.Sub(sqlFiles, "sql/"+d.Name)
 	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := d.Migrate(db.WithContext(ctx), Models(), files); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
 }
 
-// dialect holds what Up does differently on each database.
-type dialect struct {
-	// check verifies the connection's settings before migrating.
-	check func(db *gorm.DB) error
-	// lock serialises concurrent migrations until tx ends.
-	lock func(tx *gorm.DB) error
-	// guard returns tx refusing the statements Up must never send.
-	guard func(tx *gorm.DB) *gorm.DB
-	// parentInvocations makes the database ensure that an invocation's
-	// parent is an invocation of the same run, unless it does already.
-	parentInvocations func(tx *gorm.DB) error
-}
-
-var dialects = map[string]dialect{
-	"postgres": postgres,
-	"sqlite":   sqlite,
-}
+// sqlFiles are the files of migrate/sql.
+//
+//go:embed sql
+var sqlFiles embed.FS

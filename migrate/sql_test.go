@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -33,12 +34,22 @@ func upNoDDL(t *testing.T, db *gorm.DB) {
 	}
 }
 
-// execFile runs the SQL file path on db.
+// execFile runs the SQL file path on db: whole, or on MariaDB, whose
+// driver sends one statement at a time unless told otherwise
+// (multiStatements), statement by statement.
 func execFile(t *testing.T, db *gorm.DB, path string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.NoError(t, db.WithContext(t.Context()).Exec(string(b)).Error, "run %s", path)
+	stmts := []string{string(b)}
+	if db.Dialector.Name() == "mysql" {
+		stmts = strings.Split(string(b), ";\n")
+	}
+	for _, s := range stmts {
+		if strings.TrimSpace(s) != "" {
+			require.NoError(t, db.WithContext(t.Context()).Exec(s).Error, "run %s", path)
+		}
+	}
 }
 
 // TestSQLFiles checks the files in migrate/sql against migrate.Up, on
@@ -66,7 +77,7 @@ func TestSQLFiles(t *testing.T) {
 			t.Run("Migrations", func(t *testing.T) {
 				files, err := filepath.Glob(filepath.Join(dir, "*.up.sql"))
 				require.NoError(t, err)
-				require.GreaterOrEqual(t, len(files), 2, "the first version's schema, then each upgrade")
+				require.NotEmpty(t, files, "the first version's schema, then each upgrade")
 				slices.Sort(files)
 				db := d.Open(t)
 				for _, f := range files {
@@ -76,10 +87,16 @@ func TestSQLFiles(t *testing.T) {
 				upNoDDL(t, db)
 			})
 
+			// A database supported from a later version on (MariaDB)
+			// has no fixture of the first.
+			fixture := filepath.Join("testdata", "upgrade", "v1", d.Name+".sql")
+			if !fileExists(fixture) {
+				return
+			}
 			t.Run("FirstIsTheFirstFixture", func(t *testing.T) {
 				first, err := os.ReadFile(filepath.Join(dir, "000001_initial.up.sql"))
 				require.NoError(t, err)
-				fixture, err := os.ReadFile(filepath.Join("testdata", "upgrade", "v1", d.Name+".sql"))
+				fixture, err := os.ReadFile(fixture)
 				require.NoError(t, err)
 				assert.Equal(t, string(fixture), string(first), regenerate)
 			})

@@ -48,7 +48,6 @@ func TestUpgrade(t *testing.T) {
 				fixtures = append(fixtures, f)
 			}
 		}
-		require.NotEmpty(t, fixtures, "no fixture for %s", d.Name)
 		files, err := filepath.Glob(filepath.Join("sql", d.Name, "*.up.sql"))
 		require.NoError(t, err)
 		slices.Sort(files)

@@ -128,7 +128,7 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 	}
 	t := r.now()
 	err = r.create(ctx, r.inserts.agentInvocation, id.String(), in.FeatureRunID.String(), optionalID(in.PhaseResultID), optionalID(in.ParentInvocationID),
-		in.Agent, in.Model, nullString(in.Provider), string(models.InvocationRunning), r.dialect.json(input), 0, 0, 0, 0, 0, 0, startedAt, t, t)
+		in.Agent, in.Model, nullString(in.Provider), string(models.InvocationRunning), r.json(input), 0, 0, 0, 0, 0, 0, startedAt, t, t)
 	if err != nil {
 		var fk *foreignKeyError
 		if errors.As(err, &fk) {
@@ -243,7 +243,7 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
-	err = r.transition(ctx, finishInvocation.rendered[r.dialect], []any{string(to), r.dialect.json(steps), r.dialect.json(toolCalls), r.dialect.json(output),
+	err = r.transition(ctx, finishInvocation[r.dialect], []any{string(to), r.json(steps), r.json(toolCalls), r.json(output),
 		res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens, res.CostNanoUSD,
 		nullString(res.ResponseModel), nullString(res.ProviderRequestID), nullString(res.FinishReason), res.TimeToFirstTokenMicros,
 		nullString(message), t, t, id.String()}, string(to), "")

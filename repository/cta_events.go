@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,7 +58,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	}
 	t := r.now()
 	err = r.create(ctx, r.inserts.ctaEvent, in.ID, in.FeatureRunID.String(), in.Kind, string(models.CTAPending),
-		r.dialect.json(request), expiresAt, t, t)
+		r.json(request), expiresAt, t, t)
 	if err != nil {
 		if errors.As(err, new(*foreignKeyError)) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
@@ -97,7 +98,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, resolveCTA.rendered[r.dialect], []any{string(to), r.dialect.json(response), t, t, id}, string(to), "")
+	err := r.transition(ctx, resolveCTA[r.dialect], []any{string(to), r.json(response), t, t, id}, string(to), "")
 	return wrapf(op, id, err)
 }
 
@@ -123,15 +124,41 @@ func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit i
 		return nil, fmt.Errorf(op, err)
 	}
 	now = now.UTC().Truncate(time.Microsecond)
-	ids := make([]string, 0, limit)
-	err := r.query(ctx, "cta_events", r.dialect.expireCTAEvents, []any{now, r.now(), limit}, true, func(rows *sql.Rows) error {
-		var id string
-		err := rows.Scan(&id)
-		ids = append(ids, id)
-		return err
-	})
+	ids, err := r.expire(ctx, []any{now, r.now(), limit})
 	if err != nil {
 		return nil, fmt.Errorf(op, err)
 	}
 	return ids, nil
+}
+
+// expire runs the dialect's sweeper with vars; see dialect.Expire.
+func (r *Repository) expire(ctx context.Context, vars []any) ([]string, error) {
+	x := r.dialect.ExpireCTAEvents
+	claim := func(tx *Repository) ([]string, error) {
+		ids := make([]string, 0, vars[2].(int))
+		err := tx.query(ctx, "cta_events", x.Claim.SQL, x.Claim.Args(vars), true, func(rows *sql.Rows) error {
+			var id string
+			err := rows.Scan(&id)
+			ids = append(ids, id)
+			return err
+		})
+		return ids, err
+	}
+	if x.Update == nil {
+		return claim(r)
+	}
+	var ids []string
+	err := r.Transaction(ctx, func(tx *Repository) error {
+		var err error
+		if ids, err = claim(tx); err != nil || len(ids) == 0 {
+			return err
+		}
+		args := x.Update.Args(vars)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		_, err = tx.exec(ctx, "cta_events", x.Update.SQL+" (?"+strings.Repeat(", ?", len(ids)-1)+")", args)
+		return err
+	})
+	return ids, err
 }

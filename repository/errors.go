@@ -63,3 +63,13 @@ func (e *TransitionError) Error() string {
 
 // Is reports whether target is ErrInvalidTransition.
 func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }
+
+// foreignKeyError is the error of a write that referred to a missing
+// parent row.
+type foreignKeyError struct {
+	// constraint names the violated foreign key; empty where the database
+	// does not say.
+	constraint string
+}
+
+func (e *foreignKeyError) Error() string { return "foreign key " + e.constraint + " violated" }

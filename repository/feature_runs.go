@@ -48,7 +48,7 @@ func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uu
 	}
 	t := r.now()
 	err = r.create(ctx, r.inserts.featureRun, id.String(), in.Phase, string(models.RunRunning),
-		r.dialect.json(memories), r.dialect.json(metadata), t, t)
+		r.json(memories), r.json(metadata), t, t)
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("%s %s: %w", op, id, err)
 	}
@@ -79,7 +79,7 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	err := r.transition(ctx, updatePhase.rendered[r.dialect], []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
+	err := r.transition(ctx, updatePhase[r.dialect], []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
 	return wrapf(op, runID, err)
 }
 
@@ -106,7 +106,7 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if len(memories) == 0 {
 		return nil
 	}
-	err = r.transition(ctx, r.dialect.appendMemories, []any{string(values), r.now(), runID.String()}, string(models.RunRunning), "new memories")
+	err = r.transition(ctx, r.dialect.AppendMemories, []any{string(values), r.now(), runID.String()}, string(models.RunRunning), "new memories")
 	return wrapf(op, runID, err)
 }
 
@@ -142,7 +142,7 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 		return fmt.Errorf(op, runID, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, finishRun.rendered[r.dialect], []any{string(to), nullString(message), t, t, runID.String()}, string(to), "")
+	err := r.transition(ctx, finishRun[r.dialect], []any{string(to), nullString(message), t, t, runID.String()}, string(to), "")
 	return wrapf(op, runID, err)
 }
 

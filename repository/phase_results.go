@@ -88,6 +88,6 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
-	err := r.transition(ctx, finishPhase.rendered[r.dialect], []any{string(to), r.dialect.json(output), nullString(message), t, t, id.String()}, string(to), "")
+	err := r.transition(ctx, finishPhase[r.dialect], []any{string(to), r.json(output), nullString(message), t, t, id.String()}, string(to), "")
 	return wrapf(op, id, err)
 }

@@ -9,12 +9,15 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialects"
 )
 
 // Repository records what the pipeline does. It is safe for concurrent use.
 type Repository struct {
 	db      *gorm.DB
-	dialect *dialect
+	dialect *dialect.Dialect
 	inserts *inserts
 	// err is why the Repository cannot work, if it cannot: every method
 	// returns it.
@@ -33,10 +36,11 @@ type Repository struct {
 // does not wrap single statements in a transaction: each write is one
 // atomic statement.
 //
-// db must be PostgreSQL or SQLite; with another database every method
-// returns an error saying so. SQLite must enforce foreign keys
-// (_foreign_keys=on, or PRAGMA foreign_keys = ON on every connection);
-// migrate.Up checks that it does.
+// db must be SQLite, PostgreSQL or MariaDB (through gorm.io/driver/mysql);
+// with another database every method returns an error saying so. SQLite
+// must enforce foreign keys (_foreign_keys=on, or PRAGMA foreign_keys = ON
+// on every connection), and MariaDB connections must parse times
+// (parseTime=true) and use utf8mb4; migrate.Up checks that they do.
 //
 // On a DryRun session (gorm.Session{DryRun: true}) nothing is sent: every
 // method checks its arguments and runs its statements through the callback
@@ -47,11 +51,12 @@ func New(db *gorm.DB) *Repository {
 	// A fresh instance drops the caller's scopes; a new session over it
 	// gives every chained call a statement of its own.
 	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
-	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true}), dialect: dialectOf(db)}
-	r.err = r.dialect.err
-	if r.err == nil {
-		r.inserts, r.err = renderInserts(r.db)
+	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true})}
+	if r.dialect, r.err = dialects.Of(db); r.err != nil {
+		r.err = fmt.Errorf("repository: %w", r.err)
+		return r
 	}
+	r.inserts, r.err = renderInserts(r.db)
 	return r
 }
 
@@ -119,17 +124,32 @@ func (r *Repository) statement(ctx context.Context, table, query string, vars []
 // insert runs a rendered INSERT through the Create chain and returns the
 // number of rows it inserted.
 func (r *Repository) insert(ctx context.Context, table, query string, vars []any) (int64, error) {
-	tx := r.statement(ctx, table, query, vars)
-	tx = tx.Callback().Create().Execute(tx)
-	return tx.RowsAffected, r.translate(ctx, tx.Error)
+	return r.send(ctx, table, query, vars, func(tx *gorm.DB) *gorm.DB { return tx.Callback().Create().Execute(tx) })
 }
 
 // exec runs a rendered statement that returns no rows through the Raw
 // chain and returns the number of rows it changed.
 func (r *Repository) exec(ctx context.Context, table, query string, vars []any) (int64, error) {
-	tx := r.statement(ctx, table, query, vars)
-	tx = tx.Callback().Raw().Execute(tx)
-	return tx.RowsAffected, r.translate(ctx, tx.Error)
+	return r.send(ctx, table, query, vars, func(tx *gorm.DB) *gorm.DB { return tx.Callback().Raw().Execute(tx) })
+}
+
+// send runs a rendered statement through chain, again while the database
+// says it changed nothing and may be sent again (dialect.Dialect.Retry),
+// which only a statement outside a transaction may be.
+func (r *Repository) send(ctx context.Context, table, query string, vars []any, chain func(*gorm.DB) *gorm.DB) (int64, error) {
+	for attempt := 1; ; attempt++ {
+		tx := chain(r.statement(ctx, table, query, vars))
+		if tx.Error != nil && attempt < maxAttempts && r.dialect.Retry != nil && !r.inTransaction() && r.dialect.Retry(tx.Error) && ctx.Err() == nil {
+			continue
+		}
+		return tx.RowsAffected, r.translate(ctx, tx.Error)
+	}
+}
+
+// inTransaction reports whether the Repository works inside a transaction.
+func (r *Repository) inTransaction() bool {
+	_, ok := r.db.Statement.ConnPool.(gorm.TxCommitter)
+	return ok
 }
 
 // query runs a rendered statement that returns rows through the Row chain
@@ -177,7 +197,7 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		return fmt.Errorf("%w: %w", ctxErr, err)
 	}
-	if constraint, ok := r.dialect.foreignKey(r.db, err); ok {
+	if constraint, ok := r.dialect.ForeignKey(r.db, err); ok {
 		return &foreignKeyError{constraint: constraint}
 	}
 	return err

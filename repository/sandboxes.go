@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/models"
 )
 
@@ -45,7 +46,7 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 	}
 	t := r.now()
 	err = r.create(ctx, r.inserts.sandbox, in.ID, in.FeatureRunID.String(), string(models.SandboxCreating),
-		in.Provider, r.dialect.json(metadata), t, t)
+		in.Provider, r.json(metadata), t, t)
 	if err != nil {
 		if errors.As(err, new(*foreignKeyError)) {
 			err = fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
@@ -69,8 +70,8 @@ var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 // updateSandbox holds, for each status, the guarded update that moves a
 // sandbox to it. Nothing moves to creating: its guard never matches, so
 // only a sandbox already creating is done.
-var updateSandbox = func() map[models.SandboxStatus]*guardedUpdate {
-	m := make(map[models.SandboxStatus]*guardedUpdate, len(sandboxSources))
+var updateSandbox = func() map[models.SandboxStatus]map[*dialect.Dialect]*dialect.Guard {
+	m := make(map[models.SandboxStatus]map[*dialect.Dialect]*dialect.Guard, len(sandboxSources))
 	for to, from := range sandboxSources {
 		guard := "FALSE"
 		if len(from) > 0 {
@@ -110,7 +111,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	if status.Terminal() {
 		stoppedAt = t
 	}
-	err := r.transition(ctx, updateSandbox[status].rendered[r.dialect], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
+	err := r.transition(ctx, updateSandbox[status][r.dialect], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
 	return wrapf(op, sandboxID, err)
 }
 

@@ -72,7 +72,7 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 			}
 		}
 		return nil
-	}, r.dialect.snapshot)
+	}, r.dialect.Snapshot)
 	if err != nil {
 		return nil, fmt.Errorf(op, runID, r.translate(ctx, err))
 	}

@@ -88,7 +88,7 @@ const usageSums = `count(*) AS invocations,
 // per model and per provider. It runs on every dialect (SQLite has no
 // GROUPING SETS).
 const usageSQL = `
-SELECT 0 AS dim, '' AS key, ` + usageSums + `
+SELECT 0 AS dim, '' AS group_key, ` + usageSums + `
 FROM agent_invocations WHERE feature_run_id = @run
 UNION ALL
 SELECT 1, agent, ` + usageSums + `
@@ -113,7 +113,7 @@ func (r *Repository) RunUsage(ctx context.Context, runID uuid.UUID) (Usage, erro
 	}
 	var rows []struct {
 		Dim int
-		Key string
+		Key string `gorm:"column:group_key"`
 		UsageTotals
 	}
 	if err := r.scan(ctx, &rows, usageSQL, sql.Named("run", runID)); err != nil {

@@ -9,12 +9,11 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/require"
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -23,9 +22,10 @@ import (
 // configuration of the test's own so that its plugins and callbacks touch
 // nothing else.
 type database struct {
-	name string
-	t    testing.TB
-	ctx  context.Context
+	name    string
+	dialect *dialect.Dialect
+	t       testing.TB
+	ctx     context.Context
 	// plain is a Repository on the database without the test's plugins,
 	// for preparing rows.
 	plain *repository.Repository
@@ -50,7 +50,7 @@ func openDatabase(t *testing.T, db dbtest.Database) *database {
 	require.NoError(t, migrate.Up(t.Context(), gdb))
 	sqlDB, err := gdb.DB()
 	require.NoError(t, err)
-	return &database{name: db.Name, t: t, ctx: t.Context(), plain: repository.New(gdb), sqlDB: sqlDB, pool: &countingPool{db: sqlDB}}
+	return &database{name: db.Name, dialect: db.Dialect, t: t, ctx: t.Context(), plain: repository.New(gdb), sqlDB: sqlDB, pool: &countingPool{db: sqlDB}}
 }
 
 // open returns a new *gorm.DB over the database's connections, through a
@@ -60,7 +60,7 @@ func (d *database) open(cfg *gorm.Config) *gorm.DB {
 	if cfg.Logger == nil {
 		cfg.Logger = logger.Discard
 	}
-	db, err := gorm.Open(dialector(d.name, d.pool), cfg)
+	db, err := gorm.Open(d.dialect.Test.Dialector(d.pool), cfg)
 	require.NoError(d.t, err)
 	return db
 }
@@ -68,14 +68,6 @@ func (d *database) open(cfg *gorm.Config) *gorm.DB {
 // fixture returns a fixture that prepares rows with the plain Repository.
 func (d *database) fixture(t testing.TB) *fixture {
 	return &fixture{t: t, ctx: d.ctx, repo: d.plain}
-}
-
-// dialector returns a dialector of the named database over conn.
-func dialector(name string, conn gorm.ConnPool) gorm.Dialector {
-	if name == "sqlite" {
-		return sqlite.Dialector{DriverName: "sqlite3", Conn: conn}
-	}
-	return postgres.New(postgres.Config{Conn: conn})
 }
 
 // countingPool is the connection pool GORM sees: the database's own, with

@@ -108,13 +108,13 @@ func SubAgents(t *testing.T, open dbtest.Opener) {
 		for _, inv := range left {
 			parents[inv.ID] = inv.ParentInvocationID
 		}
-		if e.db.Dialector.Name() == "postgres" {
-			// ON DELETE CASCADE, at every level.
-			assert.Equal(t, map[uuid.UUID]*uuid.UUID{sibling: nil}, parents)
-		} else {
+		if e.db.Dialector.Name() == "sqlite" {
 			// The triggers detach the deleted invocation's sub-agents,
 			// which keep theirs.
 			assert.Equal(t, map[uuid.UUID]*uuid.UUID{child: nil, grandchild: &child, sibling: nil}, parents)
+		} else {
+			// ON DELETE CASCADE, at every level.
+			assert.Equal(t, map[uuid.UUID]*uuid.UUID{sibling: nil}, parents)
 		}
 
 		require.NoError(t, e.db.WithContext(e.ctx).Exec("DELETE FROM feature_runs WHERE id = ?", run.String()).Error)

@@ -1,15 +1,14 @@
 package dbtest
 
 import (
-	"database/sql"
-	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialects"
 )
 
 // Catalog describes the schema of db (tables, columns with their types,
@@ -19,105 +18,12 @@ import (
 // PostgreSQL schemas compare equal.
 func Catalog(t testing.TB, db *gorm.DB) []string {
 	t.Helper()
-	var lines []string
-	switch name := db.Dialector.Name(); name {
-	case "postgres":
-		lines = postgresCatalog(t, db)
-	case "sqlite":
-		lines = sqliteCatalog(t, db)
-	default:
-		t.Fatalf("no catalog for %s", name)
-	}
-	slices.Sort(lines)
-	return lines
-}
-
-func postgresCatalog(t testing.TB, db *gorm.DB) []string {
-	t.Helper()
-	var schema string
-	if err := db.Raw("SELECT current_schema()").Scan(&schema).Error; err != nil {
+	d, err := dialects.Of(db)
+	if err != nil {
 		t.Fatal(err)
 	}
-	unqualify := func(s string) string { return strings.ReplaceAll(s, schema+".", "") }
-	var lines []string
-	for _, q := range []string{
-		`SELECT 'table ' || table_name || ' ' || table_type FROM information_schema.tables WHERE table_schema = current_schema()`,
-		`SELECT format('column %s.%s #%s %s(%s) nullable=%s default=%s', table_name, column_name, ordinal_position, data_type,
-			coalesce(character_maximum_length::text, ''), is_nullable, coalesce(column_default, 'none'))
-		FROM information_schema.columns WHERE table_schema = current_schema()`,
-		`SELECT 'index ' || tablename || ' ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()`,
-		`SELECT format('constraint %s %s %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
-		FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = current_schema()`,
-		`SELECT format('trigger %s %s', tgrelid::regclass, pg_get_triggerdef(t.oid))
-		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = current_schema() AND NOT t.tgisinternal`,
-	} {
-		var rows []string
-		if err := db.Raw(q).Scan(&rows).Error; err != nil {
-			t.Fatalf("read the catalog: %v", err)
-		}
-		for _, r := range rows {
-			lines = append(lines, unqualify(r))
-		}
-	}
-	return lines
-}
-
-var spaces = regexp.MustCompile(`\s+`)
-
-func sqliteCatalog(t testing.TB, db *gorm.DB) []string {
-	t.Helper()
-	var objects []struct {
-		Type, Name, TblName string
-		SQL                 sql.NullString
-	}
-	if err := db.Raw(`SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'`).Scan(&objects).Error; err != nil {
-		t.Fatalf("read the catalog: %v", err)
-	}
-	var lines []string
-	for _, o := range objects {
-		switch o.Type {
-		case "table":
-			lines = append(lines, "table "+o.Name)
-			var cols []struct {
-				Cid       int
-				Name      string
-				Type      string
-				NotNull   int
-				DfltValue sql.NullString
-				Pk        int
-			}
-			if err := db.Raw("SELECT cid, name, type, \"notnull\" AS not_null, dflt_value, pk FROM pragma_table_info(?)", o.Name).Scan(&cols).Error; err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range cols {
-				lines = append(lines, fmt.Sprintf("column %s.%s #%d %s notnull=%d default=%v pk=%d", o.Name, c.Name, c.Cid, c.Type, c.NotNull, c.DfltValue, c.Pk))
-			}
-			var fks []struct {
-				ID, Seq                   int
-				Table, From, To           string
-				OnUpdate, OnDelete, Match string
-			}
-			if err := db.Raw(`SELECT id, seq, "table", "from", "to", on_update, on_delete, "match" FROM pragma_foreign_key_list(?)`, o.Name).Scan(&fks).Error; err != nil {
-				t.Fatal(err)
-			}
-			// Foreign keys are numbered in an order that depends on how
-			// the table was written; describe each by its columns.
-			byID := map[int][]string{}
-			for _, fk := range fks {
-				byID[fk.ID] = append(byID[fk.ID], fmt.Sprintf("%s->%s.%s on update %s on delete %s", fk.From, fk.Table, fk.To, fk.OnUpdate, fk.OnDelete))
-			}
-			for _, cols := range byID {
-				lines = append(lines, "foreign key "+o.Name+" "+strings.Join(cols, ", "))
-			}
-		case "index", "trigger":
-			// An index's text is GORM's, whatever made the schema; a
-			// trigger's is package migrate's.
-			lines = append(lines, fmt.Sprintf("%s %s %s %s", o.Type, o.TblName, o.Name, spaces.ReplaceAllString(strings.TrimSpace(o.SQL.String), " ")))
-		default:
-			lines = append(lines, o.Type+" "+o.Name)
-		}
-	}
+	lines := d.Test.Catalog(t, db)
+	slices.Sort(lines)
 	return lines
 }
 

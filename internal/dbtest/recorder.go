@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
 // Recorder records, while started, every statement GORM runs and every
@@ -88,21 +88,12 @@ func (p pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 // GetDBConn lets gorm.DB.DB return the real pool.
 func (p pool) GetDBConn() (*sql.DB, error) { return p.DB, nil }
 
-func open(t testing.TB, dialector gorm.Dialector, sqlDB *sql.DB) *gorm.DB {
+func open(t testing.TB, d *dialect.Dialect, sqlDB *sql.DB) *gorm.DB {
 	t.Helper()
 	rec := &Recorder{}
-	p := pool{DB: sqlDB, rec: rec}
-	switch d := dialector.(type) {
-	case sqlite.Dialector:
-		d.Conn = p
-		dialector = d
-	case *postgres.Dialector:
-		d.Config.Conn = p
-	}
-	db, err := gorm.Open(dialector, &gorm.Config{Logger: rec})
+	db, err := gorm.Open(d.Test.Dialector(pool{DB: sqlDB, rec: rec}), &gorm.Config{Logger: rec})
 	if err != nil {
 		t.Fatalf("open gorm: %v", err)
 	}
-	t.Cleanup(func() { _ = sqlDB.Close() })
 	return db
 }

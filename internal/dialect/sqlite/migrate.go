@@ -1,10 +1,11 @@
-package migrate
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,66 +16,76 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// errForeignKeysOff is returned by Up on an SQLite connection that does not
+// errForeignKeysOff is returned by migrate on a connection that does not
 // enforce foreign keys.
 var errForeignKeysOff = errors.New("sqlite does not enforce foreign keys: open it with _foreign_keys=on (mattn/go-sqlite3) or _pragma=foreign_keys(1)")
 
-var sqlite = dialect{
-	check: func(db *gorm.DB) error {
-		var on int
-		if err := db.Raw("PRAGMA foreign_keys").Scan(&on).Error; err != nil {
-			return err
-		}
-		if on != 1 {
-			return errForeignKeysOff
-		}
-		return nil
-	},
-	// SQLite serialises writers with one database-wide lock, taken at a
-	// transaction's first write. Rewriting user_version with its own value
-	// is a write that takes the lock up front, so a concurrent Up waits
-	// before it reads the schema rather than after.
-	lock: func(tx *gorm.DB) error {
+// parentRelation is the field of models.AgentInvocation whose foreign key
+// links a sub-agent invocation to its parent.
+const parentRelation = "ParentInvocation"
+
+// migrate first checks that the connection enforces foreign keys, without
+// which deleting a run would leave its children behind and a child could
+// name a run that does not exist. It then runs GORM's AutoMigrate in one
+// transaction, refusing to rebuild a table, which is how GORM makes on
+// SQLite the changes SQLite cannot make in place (a new constraint, a
+// changed column): rebuilding a table drops it, which with foreign keys on
+// deletes the rows of every table that refers to it. Such a change fails,
+// with nothing changed, rather than lose rows. The link from a sub-agent
+// invocation to its parent is made by triggers (see parentTriggers).
+func migrate(db *gorm.DB, all []any, _ fs.FS) error {
+	var on int
+	if err := db.Raw("PRAGMA foreign_keys").Scan(&on).Error; err != nil {
+		return err
+	}
+	if on != 1 {
+		return errForeignKeysOff
+	}
+	return db.Transaction(func(tx *gorm.DB) error {
+		// SQLite serialises writers with one database-wide lock, taken at
+		// a transaction's first write. Rewriting user_version with its own
+		// value is a write that takes the lock up front, so a concurrent
+		// migration waits before it reads the schema rather than after.
 		var version int
 		if err := tx.Raw("PRAGMA user_version").Scan(&version).Error; err != nil {
 			return err
 		}
-		return tx.Exec("PRAGMA user_version = " + strconv.Itoa(version)).Error
-	},
-	guard: func(tx *gorm.DB) *gorm.DB {
+		if err := tx.Exec("PRAGMA user_version = " + strconv.Itoa(version)).Error; err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
 		// A session with a context gets a statement of its own, whose
 		// connection can change without the transaction's.
 		guarded := tx.Session(&gorm.Session{Context: tx.Statement.Context})
 		guarded.Statement.ConnPool = &noRebuild{tx.Statement.ConnPool}
-		return guarded
-	},
-	parentInvocations: func(tx *gorm.DB) error {
-		var have []string
-		if err := tx.Raw("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'agent_invocations'").Scan(&have).Error; err != nil {
+		if err := guarded.AutoMigrate(all...); err != nil {
 			return err
 		}
-		triggers, err := parentTriggers(tx)
-		if err != nil {
-			return err
-		}
-		for _, t := range triggers {
-			if !slices.Contains(have, t.name) {
-				if err := tx.Exec(t.sql).Error; err != nil {
-					return fmt.Errorf("create trigger %s: %w", t.name, err)
-				}
-			}
+		if err := createParentTriggers(guarded); err != nil {
+			return fmt.Errorf("link sub-agent invocations to their parents: %w", err)
 		}
 		return nil
-	},
+	})
 }
 
-// foreignKeyMessage starts the message of the error an SQLite trigger
-// raises when a write names a parent invocation that is not an invocation
-// of the run: SQLite's own message for a foreign key, followed by the name
-// of the foreign key PostgreSQL has in the triggers' place. Package
-// repository recognises the error by it, as it recognises PostgreSQL's by
-// that name.
-const foreignKeyMessage = "FOREIGN KEY constraint failed: "
+// createParentTriggers creates those of parentTriggers that are missing.
+func createParentTriggers(tx *gorm.DB) error {
+	var have []string
+	if err := tx.Raw("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'agent_invocations'").Scan(&have).Error; err != nil {
+		return err
+	}
+	triggers, err := parentTriggers(tx)
+	if err != nil {
+		return err
+	}
+	for _, t := range triggers {
+		if !slices.Contains(have, t.name) {
+			if err := tx.Exec(t.sql).Error; err != nil {
+				return fmt.Errorf("create trigger %s: %w", t.name, err)
+			}
+		}
+	}
+	return nil
+}
 
 type trigger struct{ name, sql string }
 

@@ -1,0 +1,243 @@
+// Package dialect defines what differs between the databases the package
+// supports. Each database has a package of its own beside this one
+// (postgres, sqlite, mariadb) holding its SQL, its JSON binding, its
+// error translation, its migration and its test opener, all in one
+// Dialect; package dialects lists them. Packages repository and migrate
+// use a database only through its Dialect.
+package dialect
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/models"
+)
+
+// Dialect is one database as the package uses it.
+type Dialect struct {
+	// Name names the database in this project: its folder of migrate/sql,
+	// its tests and its fixtures.
+	Name string
+	// GORMName is the name GORM's Dialector gives the database
+	// (gorm.Dialector.Name), by which a *gorm.DB finds its Dialect.
+	GORMName string
+
+	// Guard renders a GuardedUpdate for the database.
+	Guard func(g *GuardedUpdate) *Guard
+	// AppendMemories appends the canonical JSON array vars[0] to the
+	// memories of run vars[2], skipping values already present, and sets
+	// updated_at to vars[1]. It changes no row when the run is not running
+	// or every value is already present; a run whose memories already hold
+	// every value is CodeDone.
+	AppendMemories *Guard
+	// ExpireCTAEvents times out at most vars[2] pending CTA events whose
+	// expires_at is at or before vars[0], setting resolved_at to vars[0]
+	// and updated_at to vars[1], and returns their IDs.
+	ExpireCTAEvents Expire
+	// Snapshot are the options of a transaction whose reads all see one
+	// snapshot of the database.
+	Snapshot *sql.TxOptions
+	// NumbersAsBlob binds top-level JSON numbers as BLOBs (SQLite gives
+	// columns declared JSON numeric affinity, which would turn the text of
+	// a number into an SQLite number).
+	NumbersAsBlob bool
+	// ForeignKey recognises the error of a write that referred to a
+	// missing parent row, and names the violated constraint if the
+	// database says which.
+	ForeignKey func(db *gorm.DB, err error) (constraint string, ok bool)
+	// Retry reports whether a single statement that failed with err, sent
+	// outside a transaction, changed nothing and may be sent again, as
+	// after a deadlock the database broke by rolling the statement back.
+	// Nil where no such error exists.
+	Retry func(err error) bool
+
+	// Migrate brings the schema of models up to date, as migrate.Up
+	// documents; files holds the database's own files of migrate/sql.
+	Migrate func(db *gorm.DB, models []any, files fs.FS) error
+
+	// Test is how tests get a database of this kind.
+	Test Test
+}
+
+// Expire is how a database runs the CTA sweeper: Claim alone, a statement
+// that times the events out and returns their IDs, or, where Update is set,
+// Claim locking the due events and returning their IDs and then Update
+// timing out those still pending, in one transaction (for a database
+// without UPDATE … RETURNING). Update's last var is the list of IDs.
+type Expire struct {
+	Claim  *Statement
+	Update *Statement
+}
+
+// Statement is SQL with the order in which it takes a call's vars: Vars[i]
+// is the index of the call's var that its i-th placeholder binds, or nil
+// when it takes them all, in order.
+type Statement struct {
+	SQL  string
+	Vars []int
+}
+
+// Args returns the arguments that s binds from a call's vars.
+func (s *Statement) Args(vars []any) []any {
+	if s.Vars == nil {
+		return vars
+	}
+	args := make([]any, len(s.Vars))
+	for i, v := range s.Vars {
+		args[i] = vars[v]
+	}
+	return args
+}
+
+// Test opens databases of one kind for tests.
+type Test struct {
+	// EnvVar names the environment variable that holds the test server's
+	// DSN, and DefaultDSN is the DSN used when it is unset; both empty
+	// for an embedded database.
+	EnvVar, DefaultDSN string
+	// Fresh creates an empty database of its own on the server at dsn
+	// for tb's test, and returns a pool of connections to it. The
+	// database is dropped, and the pool closed, when the test ends. When
+	// no server answers, tb skips, or fails where the CI environment
+	// variable is set.
+	Fresh func(tb testing.TB, dsn string) *sql.DB
+	// Dialector returns GORM's dialector of the database over conn.
+	Dialector func(conn gorm.ConnPool) gorm.Dialector
+	// Catalog describes the schema of db as lines, one per object, for
+	// comparing two schemas; names are unqualified.
+	Catalog func(tb testing.TB, db *gorm.DB) []string
+}
+
+// A GuardedUpdate changes one row, named by its ID, only while the row is
+// in a state the change may leave (its guard). Whether it changed the row,
+// and if not why, is its outcome, which the database computes as a code
+// (see CodeDone) from the row's state: a replay (the row is already as
+// asked), a refusal (the state the row is in), or a row that changed
+// between the guard's check and the read of its state. Each database runs
+// it in its own way (see Dialect.Guard).
+//
+// Its SQL numbers its vars $1, $2, …; the row's ID is the last.
+type GuardedUpdate struct {
+	Table string
+	// Set is the UPDATE's SET list.
+	Set string
+	// Where is true of a row the update may change.
+	Where string
+	// Done is true of a row already as the call asks.
+	Done string
+	// Vars is how many vars the statement takes.
+	Vars int
+}
+
+var varNumber = regexp.MustCompile(`\$(\d+)`)
+
+// NewGuardedUpdate returns the GuardedUpdate of table with the SET list
+// set, the guard where and the done predicate done.
+func NewGuardedUpdate(table, set, where, done string) *GuardedUpdate {
+	g := &GuardedUpdate{Table: table, Set: set, Where: where, Done: done}
+	for _, m := range varNumber.FindAllStringSubmatch(set+where+done, -1) {
+		n, _ := strconv.Atoi(m[1])
+		g.Vars = max(g.Vars, n+1)
+	}
+	return g
+}
+
+// Update is the guarded UPDATE.
+func (g *GuardedUpdate) Update() string {
+	return "UPDATE " + g.Table + " SET " + g.Set + " WHERE " + g.Where + " AND id = " + g.ID()
+}
+
+// ID is the var of the row's ID.
+func (g *GuardedUpdate) ID() string { return "$" + strconv.Itoa(g.Vars) }
+
+// Code is the outcome code of a row the update changed nothing of, as an
+// SQL expression over the row.
+func (g *GuardedUpdate) Code() string {
+	return "CASE WHEN " + g.Done + " THEN " + strconv.Itoa(CodeDone) + " WHEN " + g.Where + " THEN " + strconv.Itoa(CodeRetry) +
+		" ELSE " + StatusCode(g.Table, "status") + " END"
+}
+
+// The outcome codes of a guarded update: zero for a missing row (no row),
+// then these, then CodeRefused plus the index of the row's status in the
+// table's Statuses for a refusal.
+const (
+	CodeDone    = 1 // the update changed the row, or the row is already as asked
+	CodeRetry   = 2 // the guard matches the state read: run the update again
+	CodeRefused = 3
+)
+
+// Statuses lists, per table, the statuses a refusal can name.
+var Statuses = map[string][]string{
+	"feature_runs":      {string(models.RunRunning), string(models.RunCompleted), string(models.RunFailed)},
+	"sandboxes":         {string(models.SandboxCreating), string(models.SandboxRunning), string(models.SandboxPaused), string(models.SandboxStopped), string(models.SandboxFailed)},
+	"phase_results":     {string(models.PhaseRunning), string(models.PhasePassed), string(models.PhaseFailed)},
+	"agent_invocations": {string(models.InvocationRunning), string(models.InvocationCompleted), string(models.InvocationFailed)},
+	"cta_events":        {string(models.CTAPending), string(models.CTACompleted), string(models.CTATimedOut)},
+}
+
+// StatusCode is the refusal code of the status column of a row of table.
+func StatusCode(table, column string) string {
+	var b strings.Builder
+	b.WriteString("CASE " + column)
+	for i, s := range Statuses[table] {
+		b.WriteString(" WHEN '" + s + "' THEN " + strconv.Itoa(CodeRefused+i))
+	}
+	b.WriteString(" ELSE " + strconv.Itoa(CodeRefused+len(Statuses[table])) + " END")
+	return b.String()
+}
+
+// Guard is a guarded update as one database runs it.
+type Guard struct {
+	Table string
+	// Statement is the statement to run. Where Probe is nil, the number
+	// of rows it reports is the outcome code; otherwise it is the bare
+	// guarded UPDATE, and a row it changed means CodeDone.
+	Statement
+	// Probe, if any, reads the outcome code of a row the statement
+	// changed nothing of.
+	Probe *Statement
+}
+
+// Positional writes the numbered vars $1, $2, … of s as the positional
+// placeholder ?, for databases that number none, and returns the statement
+// with the var each placeholder binds.
+func Positional(s string) *Statement {
+	st := &Statement{Vars: []int{}}
+	st.SQL = varNumber.ReplaceAllStringFunc(s, func(m string) string {
+		n, _ := strconv.Atoi(m[1:])
+		st.Vars = append(st.Vars, n-1)
+		return "?"
+	})
+	return st
+}
+
+// Numbered writes the numbered vars $1, $2, … of s as SQLite's ?1, ?2, ….
+func Numbered(s string) string { return strings.ReplaceAll(s, "$", "?") }
+
+// TestName returns a random name for a test's own database or schema, so
+// that tests may run in parallel against one server.
+func TestName() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "test_" + hex.EncodeToString(b)
+}
+
+// Unreachable fails or skips tb, whose test needs the server of kind at
+// dsn, which did not answer: it skips with one line, except where the CI
+// environment variable is set, where it fails.
+func Unreachable(tb testing.TB, kind, dsn string, err error) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("%s at %s is required when CI is set: %v", kind, dsn, err)
+	}
+	tb.Skipf("skipping: no %s at %s: %v", kind, dsn, err)
+}

@@ -1,0 +1,119 @@
+// Package mariadb is MariaDB as the package uses it, through
+// gorm.io/driver/mysql and go-sql-driver/mysql: its SQL, its errors, its
+// migration and its test databases.
+//
+// MariaDB has no UPDATE … RETURNING and no UPDATE inside a WITH, so a
+// guarded update runs as on SQLite: the UPDATE, then, when it changed
+// nothing, a read of its outcome code. The read locks the row in share
+// mode, so that it sees the row as last committed (as the UPDATE did),
+// never an older snapshot of a REPEATABLE READ transaction the caller
+// runs. go-sql-driver/mysql numbers no vars, so each statement lists the
+// vars its placeholders bind.
+//
+// A statement's rows affected are the rows it changed, by default, or the
+// rows it matched with clientFoundRows=true. The repository works with
+// either: every guard excludes the rows already as asked, so a row an
+// update matches is a row it changes, and creates ignore the count.
+package mariadb
+
+import (
+	"errors"
+	"regexp"
+	"strconv"
+
+	"github.com/go-sql-driver/mysql"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
+)
+
+// Dialect is MariaDB.
+var Dialect = dialect.Dialect{
+	Name:     "mariadb",
+	GORMName: "mysql",
+	Guard: func(g *dialect.GuardedUpdate) *dialect.Guard {
+		return &dialect.Guard{
+			Table:     g.Table,
+			Statement: *dialect.Positional(g.Update()),
+			Probe:     dialect.Positional("SELECT " + g.Code() + " FROM " + g.Table + " WHERE id = " + g.ID() + " LOCK IN SHARE MODE"),
+		}
+	},
+	// InnoDB's REPEATABLE READ reads every plain SELECT of a transaction
+	// from the snapshot its first read took.
+	Snapshot: nil,
+	// Memories compare as the text of each element, which JSON_TABLE
+	// returns as written, and in utf8mb4_bin: the repository writes only
+	// canonical JSON, in which JSON-equal values have equal text. New
+	// values are concatenated to the stored text, which is not rebuilt.
+	// GROUP_CONCAT stops at group_concat_max_len (1 MiB by default), so
+	// the statement raises it for itself alone. The UPDATE holds the row's
+	// lock from its read of the memories to its write, so it is atomic.
+	AppendMemories: &dialect.Guard{
+		Table: "feature_runs",
+		Statement: *dialect.Positional(`SET STATEMENT group_concat_max_len = 4294967295 FOR
+UPDATE feature_runs AS r
+SET r.memories = CONCAT(
+		IF(r.memories = '[]', '[', CONCAT(LEFT(r.memories, CHAR_LENGTH(r.memories) - 1), ',')),
+		(SELECT GROUP_CONCAT(n.v ORDER BY n.pos SEPARATOR ',') FROM ` + newMemories + ` WHERE ` + absent + `),
+		']'),
+	r.updated_at = $2
+WHERE r.id = $3 AND r.status = 'running' AND EXISTS (SELECT 1 FROM ` + newMemories + ` WHERE ` + absent + `)`),
+		Probe: dialect.Positional(`SELECT CASE
+	WHEN NOT EXISTS (SELECT 1 FROM ` + newMemories + ` WHERE ` + absent + `) THEN ` + strconv.Itoa(dialect.CodeDone) + `
+	WHEN r.status = 'running' THEN ` + strconv.Itoa(dialect.CodeRetry) + `
+	ELSE ` + dialect.StatusCode("feature_runs", "r.status") + ` END
+FROM feature_runs AS r WHERE r.id = $3 LOCK IN SHARE MODE`),
+	},
+	// The claim locks the due events it returns, skipping those another
+	// sweeper holds, and the update, in the same transaction, times out
+	// those still pending: an answer committed before the claim is seen
+	// by it (a locking read sees the latest row), and one that comes
+	// after waits for the transaction, then finds the event timed out.
+	ExpireCTAEvents: dialect.Expire{
+		Claim: dialect.Positional(`SELECT id FROM cta_events
+WHERE status = 'pending' AND expires_at <= $1
+ORDER BY expires_at, id
+LIMIT $3
+FOR UPDATE SKIP LOCKED`),
+		Update: dialect.Positional(`UPDATE cta_events SET status = 'timed_out', resolved_at = $1, updated_at = $2
+WHERE status = 'pending' AND id IN`),
+	},
+	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
+		var myErr *mysql.MySQLError
+		if !errors.As(err, &myErr) || (myErr.Number != 1452 && myErr.Number != 1216) {
+			return "", false
+		}
+		if m := constraintName.FindStringSubmatch(myErr.Message); m != nil {
+			return m[1], true
+		}
+		return "", true
+	},
+	// A deadlock rolls back the statement InnoDB chose, which a single
+	// statement outside a transaction may send again. Racing creates of
+	// one row, and creates racing updates of their parent, meet in
+	// InnoDB's row and gap locks.
+	Retry: func(err error) bool {
+		var myErr *mysql.MySQLError
+		return errors.As(err, &myErr) && myErr.Number == 1213
+	},
+	Migrate: migrate,
+	Test: dialect.Test{
+		EnvVar:     "TEST_MARIADB_DSN",
+		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
+		Fresh:      Fresh,
+		Dialector:  dialector,
+		Catalog:    catalog,
+	},
+}
+
+// newMemories are the elements of the new memories $1, with their
+// positions; absent is true of an element n.v not among the stored
+// memories of the run r.
+const (
+	newMemories = `JSON_TABLE($1, '$[*]' COLUMNS (pos FOR ORDINALITY, v JSON PATH '$')) AS n`
+	absent      = `n.v NOT IN (SELECT m.v FROM JSON_TABLE(r.memories, '$[*]' COLUMNS (v JSON PATH '$')) AS m)`
+)
+
+// constraintName finds the name of the foreign key in MariaDB's message
+// for its violation.
+var constraintName = regexp.MustCompile("CONSTRAINT `([^`]+)`")

@@ -1,0 +1,170 @@
+package mariadb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// lockName is the named lock (GET_LOCK) that serialises migrations.
+const lockName = "agentpipeline/persistence migrate"
+
+// MinVersion is the oldest MariaDB the package supports: the one it is
+// tested on. migrate refuses older servers, as it refuses MySQL: the
+// package relies on JSON_TABLE, SKIP LOCKED and SET STATEMENT, and has
+// been tested on neither.
+var MinVersion = [2]int{10, 11}
+
+// ErrUnsupportedServer is returned by migrate for a server that is not a
+// MariaDB the package supports.
+var ErrUnsupportedServer = errors.New("unsupported server")
+
+// migrate checks the server and the connection's settings, then sends the
+// statements of files' numbered migrations that the schema lacks, holding
+// a named lock on one connection so that processes starting at once
+// migrate one after another.
+//
+// MariaDB commits each DDL statement on its own, so there is no one
+// transaction to roll an interrupted migration back. Each statement
+// creates one table, with its indexes and foreign keys, atomically: an
+// interrupted migration leaves some of the tables made and the others
+// missing, and the next one makes those.
+func migrate(db *gorm.DB, _ []any, files fs.FS) error {
+	if err := check(db); err != nil {
+		return err
+	}
+	stmts, err := statements(files)
+	if err != nil {
+		return err
+	}
+	return db.Connection(func(conn *gorm.DB) error {
+		var got sql.NullInt64
+		// GET_LOCK's timeout is in seconds; the context ends the wait
+		// sooner, by closing the connection, which frees the lock too.
+		if err := conn.Raw("SELECT GET_LOCK(?, ?)", lockName, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if got.Int64 != 1 {
+			return fmt.Errorf("lock: another migration held %q too long", lockName)
+		}
+		defer conn.Exec("SELECT RELEASE_LOCK(?)", lockName)
+		var have []string
+		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&have).Error; err != nil {
+			return err
+		}
+		for _, s := range stmts {
+			if slices.Contains(have, s.table) {
+				continue
+			}
+			if err := conn.Exec(s.sql).Error; err != nil {
+				return fmt.Errorf("create table %s: %w", s.table, err)
+			}
+		}
+		return nil
+	})
+}
+
+func lockTimeout(ctx context.Context) int {
+	if d, ok := ctx.Deadline(); ok {
+		return max(1, int(time.Until(d).Seconds())+1)
+	}
+	return 24 * 3600
+}
+
+// check refuses a server other than a MariaDB the package supports, and a
+// connection whose settings would lose data: one that does not parse
+// DATETIME columns as times (parseTime=true), or whose character set is
+// not utf8mb4, which holds every character the package stores.
+func check(db *gorm.DB) error {
+	var row struct {
+		Version string
+		Charset string
+	}
+	if err := db.Raw("SELECT VERSION() AS version, @@character_set_connection AS charset").Scan(&row).Error; err != nil {
+		return err
+	}
+	if !strings.Contains(row.Version, "MariaDB") {
+		return fmt.Errorf("%w: %s is not MariaDB: only MariaDB %d.%d and later are supported (MySQL lacks the features the schema uses, and is untested)", ErrUnsupportedServer, row.Version, MinVersion[0], MinVersion[1])
+	}
+	if v := serverVersion(row.Version); v[0] < MinVersion[0] || (v[0] == MinVersion[0] && v[1] < MinVersion[1]) {
+		return fmt.Errorf("%w: MariaDB %s is older than %d.%d, the oldest supported", ErrUnsupportedServer, row.Version, MinVersion[0], MinVersion[1])
+	}
+	if row.Charset != "utf8mb4" {
+		return fmt.Errorf("the connection's character set is %s: open MariaDB with charset=utf8mb4, which holds every character", row.Charset)
+	}
+	var t any
+	if err := db.Raw("SELECT CAST('2000-01-01' AS DATETIME(6))").Row().Scan(&t); err != nil {
+		return err
+	}
+	if _, ok := t.(time.Time); !ok {
+		return errors.New("the connection returns DATETIME columns as text: open MariaDB with parseTime=true")
+	}
+	return nil
+}
+
+var versionNumber = regexp.MustCompile(`^(\d+)\.(\d+)`)
+
+func serverVersion(s string) [2]int {
+	m := versionNumber.FindStringSubmatch(s)
+	if m == nil {
+		return [2]int{}
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return [2]int{major, minor}
+}
+
+// statement is one statement of a migration file: a CREATE TABLE.
+type statement struct{ table, sql string }
+
+var createTable = regexp.MustCompile("(?is)^CREATE TABLE IF NOT EXISTS `?(\\w+)`?")
+
+// statements returns the statements of files' numbered migrations
+// (NNNNNN_name.up.sql), in order. Each must create one table.
+func statements(files fs.FS) ([]statement, error) {
+	names, err := fs.Glob(files, "*.up.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var stmts []statement
+	for _, name := range names {
+		b, err := fs.ReadFile(files, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range strings.Split(string(b), ";\n") {
+			s = strings.TrimSpace(stripComments(s))
+			if s == "" {
+				continue
+			}
+			m := createTable.FindStringSubmatch(s)
+			if m == nil {
+				return nil, fmt.Errorf("%s: a statement that is not CREATE TABLE IF NOT EXISTS: %.60s", name, s)
+			}
+			stmts = append(stmts, statement{table: m[1], sql: s})
+		}
+	}
+	return stmts, nil
+}
+
+// stripComments drops the lines of s that are comments.
+func stripComments(s string) string {
+	lines := strings.Split(s, "\n")
+	kept := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "\n")
+}

@@ -1,0 +1,112 @@
+// Package postgres is PostgreSQL as the package uses it, through
+// gorm.io/driver/postgres and pgx: its SQL, its errors, its migration and
+// its test databases.
+package postgres
+
+import (
+	"database/sql"
+	"errors"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
+)
+
+// Dialect is PostgreSQL.
+//
+// It runs a guarded update and the read of its outcome as one statement:
+// the UPDATE in a CTE, and a SELECT of the row beside it. Both see the
+// snapshot the statement started with, so the read sees the row as it was
+// then. When a concurrent write changed the row after that, the UPDATE
+// waits for it and re-checks its guard against the row that write
+// committed (EvalPlanQual); if the guard no longer matches, the older
+// state read still satisfies it, which is the outcome CodeRetry. A replay
+// is thus one round trip that writes nothing.
+//
+// The SELECT returns as many rows, without columns, as the outcome code
+// (none when the row does not exist), and PostgreSQL reports that count in
+// its command tag, which database/sql's Exec returns as the rows affected.
+// The outcome thus travels without a result set, whose reading costs
+// database/sql a goroutine per query on a cancellable context and made a
+// transition a fifth slower than the statement sent by hand.
+var Dialect = dialect.Dialect{
+	Name:     "postgres",
+	GORMName: "postgres",
+	Guard: func(g *dialect.GuardedUpdate) *dialect.Guard {
+		return &dialect.Guard{
+			Table: g.Table,
+			Statement: dialect.Statement{SQL: "WITH changed AS (" + g.Update() + " RETURNING 1) SELECT FROM " + g.Table +
+				", generate_series(1, CASE WHEN EXISTS (SELECT FROM changed) THEN " + strconv.Itoa(dialect.CodeDone) + " ELSE " + g.Code() + " END)" +
+				" WHERE id = " + g.ID()},
+		}
+	},
+	Snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	// Memories compare as jsonb, whose equality ignores key order,
+	// whitespace and the form of numbers. A scalar is present exactly when
+	// the array contains it (@>), which jsonb checks in C without
+	// unpacking the array; an object or array may be contained in a
+	// different element, so only then is the array searched for an equal
+	// element. Whether every value is present, a replay, is one @> of the
+	// whole new array, plus that search for objects and arrays. The
+	// UPDATE's guard tests it as an expression of the row, never a join
+	// with the new values: EvalPlanQual re-checks a waiting UPDATE against
+	// the row its predecessor committed but keeps the rows a join first
+	// matched, which could skip a value still missing.
+	AppendMemories: &dialect.Guard{
+		Table: "feature_runs",
+		Statement: dialect.Statement{SQL: `
+WITH new AS (
+	SELECT v, o FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS t(v, o)
+), changed AS (
+	UPDATE feature_runs AS r
+	SET memories = r.memories || (SELECT jsonb_agg(n.v ORDER BY n.o) FROM new AS n WHERE ` + absent + `),
+		updated_at = $2
+	WHERE r.id = $3 AND r.status = 'running' AND NOT ` + allPresent + `
+	RETURNING 1
+)
+SELECT FROM feature_runs AS r, generate_series(1, CASE
+	WHEN EXISTS (SELECT FROM changed) OR ` + allPresent + ` THEN ` + strconv.Itoa(dialect.CodeDone) + `
+	WHEN r.status = 'running' THEN ` + strconv.Itoa(dialect.CodeRetry) + `
+	ELSE ` + dialect.StatusCode("feature_runs", "r.status") + ` END)
+WHERE r.id = $3`},
+	},
+	// The claim is a CTE because PostgreSQL runs a CTE exactly once, while
+	// an IN (subquery … LIMIT) may be re-run and claim more than the limit.
+	ExpireCTAEvents: dialect.Expire{Claim: &dialect.Statement{SQL: `
+WITH due AS (
+	SELECT id FROM cta_events
+	WHERE status = 'pending' AND expires_at <= $1
+	ORDER BY expires_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE cta_events AS c SET status = 'timed_out', resolved_at = $1, updated_at = $2
+FROM due WHERE c.id = due.id AND c.status = 'pending'
+RETURNING c.id`}},
+	// PostgreSQL names the violated constraint, which tells which parent
+	// is missing without another statement: after an error, any further
+	// statement in the transaction would fail as aborted.
+	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
+			return pgErr.ConstraintName, true
+		}
+		return "", false
+	},
+	Migrate: migrate,
+	Test: dialect.Test{
+		EnvVar:     "TEST_POSTGRES_DSN",
+		DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		Fresh:      Fresh,
+		Dialector:  dialector,
+		Catalog:    catalog,
+	},
+}
+
+// absent is true when the new value n.v is not in the memories
+// r.memories; allPresent when no new value is absent.
+const absent = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
+
+const allPresent = `(r.memories @> CAST($1 AS jsonb) AND NOT EXISTS (SELECT FROM new AS n WHERE jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`

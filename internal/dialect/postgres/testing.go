@@ -1,0 +1,164 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"maps"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	gormpostgres "gorm.io/driver/postgres"
+	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
+)
+
+var (
+	adminMu sync.Mutex
+	admins  = map[string]*sql.DB{}
+)
+
+// Admin returns a pool of connections to the default schema of the server
+// at dsn, shared by the tests of the process, for tests that inspect the
+// server itself. When no server answers, tb skips, or fails where the CI
+// environment variable is set.
+func Admin(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if db, ok := admins[dsn]; ok {
+		return db
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		dialect.Unreachable(tb, "PostgreSQL", dsn, err)
+	}
+	admins[dsn] = db
+	return db
+}
+
+// Fresh creates a schema of its own on the server at dsn and returns a
+// pool whose connections use it; see dialect.Test.Fresh.
+func Fresh(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	return FreshWithParams(tb, dsn, nil)
+}
+
+// FreshWithParams is Fresh with params added to the DSN of every
+// connection of the pool, such as application_name, which lets a test find
+// its own backends in pg_stat_activity (to terminate them) without
+// touching those of tests running in parallel against the same server.
+func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.DB {
+	tb.Helper()
+	admin := Admin(tb, dsn)
+	schema := dialect.TestName()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatalf("create schema: %v", err)
+	}
+	params = maps.Clone(params)
+	if params == nil {
+		params = map[string]string{}
+	}
+	// The search path names the schema, so that every connection,
+	// including the first, uses it.
+	params["search_path"] = schema
+	sqlDB, err := sql.Open("pgx", withParams(tb, dsn, params))
+	if err != nil {
+		tb.Fatalf("open postgres: %v", err)
+	}
+	sqlDB.SetMaxOpenConns(40)
+	tb.Cleanup(func() {
+		_ = sqlDB.Close()
+		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			tb.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return sqlDB
+}
+
+// Database creates an empty database of its own on the server at dsn and
+// returns its name. It is dropped when the test ends, with any session
+// still connected to it. It is for tests whose connections cannot choose a
+// schema, such as those through PgBouncer, which refuses search_path as a
+// startup parameter.
+func Database(tb testing.TB, dsn string) string {
+	tb.Helper()
+	admin := Admin(tb, dsn)
+	name := dialect.TestName()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// template0, not the default template1: CREATE DATABASE refuses to copy
+	// a template any other session is connected to, and template0 accepts
+	// no connections.
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		tb.Fatalf("create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
+			tb.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// withParams returns dsn with params set in its query.
+func withParams(tb testing.TB, dsn string, params map[string]string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		tb.Fatalf("the PostgreSQL DSN must be a postgres:// URL: %q", dsn)
+	}
+	q := u.Query()
+	for k, v := range params {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func dialector(conn gorm.ConnPool) gorm.Dialector {
+	return gormpostgres.New(gormpostgres.Config{Conn: conn})
+}
+
+func catalog(tb testing.TB, db *gorm.DB) []string {
+	tb.Helper()
+	var schema string
+	if err := db.Raw("SELECT current_schema()").Scan(&schema).Error; err != nil {
+		tb.Fatal(err)
+	}
+	unqualify := func(s string) string { return strings.ReplaceAll(s, schema+".", "") }
+	var lines []string
+	for _, q := range []string{
+		`SELECT 'table ' || table_name || ' ' || table_type FROM information_schema.tables WHERE table_schema = current_schema()`,
+		`SELECT format('column %s.%s #%s %s(%s) nullable=%s default=%s', table_name, column_name, ordinal_position, data_type,
+			coalesce(character_maximum_length::text, ''), is_nullable, coalesce(column_default, 'none'))
+		FROM information_schema.columns WHERE table_schema = current_schema()`,
+		`SELECT 'index ' || tablename || ' ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()`,
+		`SELECT format('constraint %s %s %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
+		FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = current_schema()`,
+		`SELECT format('trigger %s %s', tgrelid::regclass, pg_get_triggerdef(t.oid))
+		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND NOT t.tgisinternal`,
+	} {
+		var rows []string
+		if err := db.Raw(q).Scan(&rows).Error; err != nil {
+			tb.Fatalf("read the catalog: %v", err)
+		}
+		for _, r := range rows {
+			lines = append(lines, unqualify(r))
+		}
+	}
+	return lines
+}
+
+var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
