@@ -3,16 +3,30 @@ package persistence_test
 import (
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/mattn/go-sqlite3"
+	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/contracttest"
 	"github.com/agentpipeline/persistence/internal/dbtest"
 )
 
 // TestContract runs the repository contract suite on every supported
-// database: an in-memory SQLite and a real PostgreSQL.
+// database: an in-memory SQLite, a real PostgreSQL and a real MariaDB.
 func TestContract(t *testing.T) {
 	for _, db := range dbtest.All() {
 		t.Run(db.Name, func(t *testing.T) { contracttest.Run(t, db.Open) })
 	}
+}
+
+// TestContractOnMariaDBWithClientFoundRows runs the contract suite on
+// MariaDB connections that report the rows a statement matched, not those
+// it changed (clientFoundRows=true): a replayed create's ON DUPLICATE KEY
+// UPDATE then counts one row, and so would an update that matched a row
+// already as asked. The repository accepts the setting, so every answer
+// must be the same.
+func TestContractOnMariaDBWithClientFoundRows(t *testing.T) {
+	contracttest.Run(t, func(t testing.TB) *gorm.DB {
+		return dbtest.MariaDBWith(t, func(c *mysql.Config) { c.ClientFoundRows = true })
+	})
 }

@@ -11,11 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/mattn/go-sqlite3" // the driver of gorm.io/driver/sqlite
+	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 	"github.com/agentpipeline/persistence/migrate"
 )
 
@@ -96,4 +98,41 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// OpenMariaDB returns a database of its own on the MariaDB server at dsn
+// (a mysql:// URL, or a go-sql-driver/mysql DSN), created empty and
+// migrated. At the end of tb's test the database is dropped and the pool
+// closed. tb fails if the server cannot be reached.
+//
+// The connections parse times (parseTime=true), which the package needs,
+// whatever dsn says, and GORM keeps timestamps to the microsecond
+// (DefaultDatetimePrecision 6, where gorm.io/driver/mysql rounds them to
+// the millisecond by default). The database's name is random, so tests may run in
+// parallel against one server.
+func OpenMariaDB(tb testing.TB, dsn string) *gorm.DB {
+	tb.Helper()
+	cfg, err := mariadb.Config(dsn)
+	if err != nil {
+		tb.Fatalf("persistencetest: %v", err)
+	}
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		tb.Fatalf("persistencetest: open MariaDB: %v", err)
+	}
+	tb.Cleanup(func() { _ = admin.Close() })
+	cfg.DBName = mariadb.Database(tb, admin)
+	sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		tb.Fatalf("persistencetest: open MariaDB: %v", err)
+	}
+	tb.Cleanup(func() { _ = sqlDB.Close() })
+	db, err := gorm.Open(mysql.New(mysql.Config{Conn: sqlDB, DefaultDatetimePrecision: &mariadb.DatetimePrecision}), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		tb.Fatalf("persistencetest: open MariaDB: %v", err)
+	}
+	if err := migrate.Up(tb.Context(), db); err != nil {
+		tb.Fatalf("persistencetest: %v", err)
+	}
+	return db
 }

@@ -24,5 +24,7 @@
 // Every statement runs through the callback chains of the caller's
 // *gorm.DB (see New), rendered once per database.
 //
-// The package works with PostgreSQL and SQLite (with foreign keys enabled).
+// The package works with PostgreSQL, SQLite (with foreign keys enabled)
+// and MariaDB 10.11 or later (with parseTime=true), through GORM's drivers
+// for each (gorm.io/driver/mysql for MariaDB).
 package repository

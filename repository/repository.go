@@ -81,8 +81,9 @@ func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) er
 }
 
 // now is the timestamp of a write: the db's NowFunc (time.Now unless the
-// caller set one), in UTC at the microsecond precision that every supported
-// database keeps, so what is read back equals what was written.
+// caller or the dialector set one: gorm.io/driver/mysql's rounds to its
+// DefaultDatetimePrecision), in UTC at the microsecond precision that every
+// supported database keeps, so what is read back equals what was written.
 func (r *Repository) now() time.Time { return r.db.NowFunc().UTC().Truncate(time.Microsecond) }
 
 // start checks what every method checks before it touches the database.
@@ -106,6 +107,9 @@ const primaryHint = "gorm:db_resolver:write"
 // through Session it would copy the configuration and a statement more on
 // every write.
 func (r *Repository) statement(ctx context.Context, table, query string, vars []any) *gorm.DB {
+	if deadline, ok := ctx.Deadline(); ok && r.dialect.Bound != nil {
+		query = r.dialect.Bound(query, time.Until(deadline))
+	}
 	tx := &gorm.DB{Config: r.db.Config}
 	tx.Statement = &gorm.Statement{
 		DB:        tx,
@@ -196,6 +200,9 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		return fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	if r.dialect.Expired != nil && r.dialect.Expired(err) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	if constraint, ok := r.dialect.ForeignKey(r.db, err); ok {
 		return &foreignKeyError{constraint: constraint}

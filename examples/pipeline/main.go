@@ -7,6 +7,7 @@
 //
 //	go run ./examples/pipeline
 //	go run ./examples/pipeline -dsn postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+//	go run ./examples/pipeline -dsn mysql://root@127.0.0.1:3306/test
 //	go run ./examples/pipeline -keep   # leave the SQLite file for inspection
 package main
 
@@ -23,17 +24,20 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 )
 
 // connectTimeout bounds how long an unreachable server can make us wait.
 var connectTimeout = 5 * time.Second
 
 func main() {
-	dsn := flag.String("dsn", os.Getenv("DATABASE_URL"), "database to use: a postgres:// URL, or an SQLite file path (default: a new SQLite file in a temporary directory; also read from DATABASE_URL)")
+	dsn := flag.String("dsn", os.Getenv("DATABASE_URL"), "database to use: a postgres:// or mysql:// (MariaDB) URL, or an SQLite file path (default: a new SQLite file in a temporary directory; also read from DATABASE_URL)")
 	keep := flag.Bool("keep", false, "keep the temporary SQLite file and print its path")
 	flag.Parse()
 	if err := run(context.Background(), *dsn, *keep, os.Stdout); err != nil {
@@ -72,8 +76,8 @@ func run(ctx context.Context, dsn string, keep bool, out io.Writer) error {
 }
 
 // open opens dsn: PostgreSQL for a postgres:// or postgresql:// URL or a
-// key=value DSN naming a host, SQLite otherwise. It gives up after
-// connectTimeout.
+// key=value DSN naming a host, MariaDB for a mysql:// URL, SQLite
+// otherwise. It gives up after connectTimeout.
 func open(ctx context.Context, dsn string) (*gorm.DB, error) {
 	cfg := &gorm.Config{Logger: logger.Discard, DisableAutomaticPing: true}
 	var dialector gorm.Dialector
@@ -94,6 +98,16 @@ func open(ctx context.Context, dsn string) (*gorm.DB, error) {
 			dsn += fmt.Sprintf(" connect_timeout=%d", int(connectTimeout.Seconds()))
 		}
 		dialector = postgres.Open(dsn)
+	case strings.HasPrefix(dsn, "mysql://"):
+		c, err := mariadb.Config(dsn)
+		if err != nil {
+			return nil, err
+		}
+		c.Timeout = connectTimeout
+		// GORM would ask the server its version as it opens, without a
+		// deadline, and wait forever on a server that never answers;
+		// the ping below asks within connectTimeout instead.
+		dialector = mysql.New(mysql.Config{DSN: c.FormatDSN(), SkipInitializeWithVersion: true, DefaultDatetimePrecision: &mariadb.DatetimePrecision})
 	default:
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		if _, err := os.Stat(filepath.Dir(path)); err != nil {

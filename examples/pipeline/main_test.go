@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -51,7 +52,7 @@ func TestSimulate(t *testing.T) {
 }
 
 // TestWorkflowIsReplaySafe runs the workflow's steps, one engine step
-// each, under persistencetest's replay modes, on SQLite and PostgreSQL.
+// each, under persistencetest's replay modes, on every database.
 // Not under ReplayFromStart: the workflow is for engines that memoise
 // finished steps, as the example's does. Replayed from the first step
 // after the sandbox stopped, "sandbox/ready" would ask to move it back to
@@ -65,6 +66,10 @@ func TestWorkflowIsReplaySafe(t *testing.T) {
 		{"postgres", func(tb testing.TB) *gorm.DB {
 			dbtest.PostgresServer(tb) // skips, or fails under CI, without a server
 			return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN())
+		}},
+		{"mariadb", func(tb testing.TB) *gorm.DB {
+			dbtest.MariaDBServer(tb) // skips, or fails under CI, without a server
+			return persistencetest.OpenMariaDB(tb, dbtest.MariaDBDSN())
 		}},
 	} {
 		t.Run(d.name, func(t *testing.T) {
@@ -113,6 +118,19 @@ func TestRunOnSQLiteFile(t *testing.T) {
 	require.NoError(t, err, "a given SQLite file is the caller's to keep")
 }
 
+// TestRunOnMariaDBURL runs the example as the README shows, on a mysql://
+// URL naming a fresh database.
+func TestRunOnMariaDBURL(t *testing.T) {
+	cfg, err := mariadb.Config(dbtest.MariaDBDSN())
+	require.NoError(t, err)
+	name := mariadb.Database(t, dbtest.MariaDBServer(t))
+	url := "mysql://" + cfg.User + "@" + cfg.Addr + "/" + name
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), url, false, &out))
+	assert.Contains(t, out.String(), "(database: mysql)")
+	assert.Contains(t, out.String(), "replay check: the database is identical to before the crash")
+}
+
 func TestOpenFailsFastWithOneLine(t *testing.T) {
 	// A server that accepts connections and never answers.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -141,6 +159,8 @@ func TestOpenFailsFastWithOneLine(t *testing.T) {
 		"refused":            "postgres://postgres@" + closedAddr + "/postgres?sslmode=disable",
 		"key=value":          "host=127.0.0.1 port=" + strings.Split(closedAddr, ":")[1] + " user=postgres",
 		"bad URL":            "postgres://[::1",
+		"silent MariaDB":     "mysql://root@" + ln.Addr().String() + "/test",
+		"refused MariaDB":    "mysql://root@" + closedAddr + "/test",
 		"missing sqlite dir": filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"),
 	} {
 		start := time.Now()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
@@ -98,12 +99,39 @@ func PostgresDatabase(t testing.TB) string {
 // MariaDBDSN returns the DSN of the MariaDB test server.
 func MariaDBDSN() string { return DSN(&mariadb.Dialect) }
 
+// MariaDBServer returns a connection to the MariaDB test server, for tests
+// that inspect the server itself; the test is skipped or fails as in
+// MariaDB when there is none.
+func MariaDBServer(t testing.TB) *sql.DB {
+	t.Helper()
+	return mariadb.Admin(t, MariaDBDSN())
+}
+
 // MariaDB creates a database of its own on the MariaDB test server and
 // opens a pool of connections to it. When no server answers, the test is
 // skipped, or fails where the CI environment variable is set.
 func MariaDB(t testing.TB) *gorm.DB {
 	t.Helper()
 	return open(t, &mariadb.Dialect, mariadb.Fresh(t, MariaDBDSN()))
+}
+
+// MariaDBWith is MariaDB with the driver's configuration changed by set,
+// such as ClientFoundRows.
+func MariaDBWith(t testing.TB, set func(*mysql.Config)) *gorm.DB {
+	t.Helper()
+	cfg, err := mariadb.Config(MariaDBDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = mariadb.Database(t, MariaDBServer(t))
+	set(cfg)
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB := sql.OpenDB(connector)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	return open(t, &mariadb.Dialect, sqlDB)
 }
 
 // Concurrently calls fn from n goroutines released at once and returns

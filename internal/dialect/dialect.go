@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -59,6 +60,13 @@ type Dialect struct {
 	// after a deadlock the database broke by rolling the statement back.
 	// Nil where no such error exists.
 	Retry func(err error) bool
+	// Bound returns query made to stop on the server once left has
+	// passed, for a database whose driver, at a context's deadline,
+	// abandons a statement without stopping it; nil where the driver
+	// stops it. Expired recognises the error of a statement Bound
+	// stopped.
+	Bound   func(query string, left time.Duration) string
+	Expired func(err error) bool
 
 	// Migrate brings the schema of models up to date, as migrate.Up
 	// documents; files holds the database's own files of migrate/sql.

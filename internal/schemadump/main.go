@@ -84,7 +84,7 @@ func run(ctx context.Context, out io.Writer, name, from, header string) error {
 			}()
 		}
 	default:
-		return fmt.Errorf("-db must be postgres or sqlite, not %q", name)
+		return fmt.Errorf("-db must be postgres or sqlite, not %q (MariaDB's files are written by hand: they are what Up sends)", name)
 	}
 	if err != nil {
 		return err

@@ -17,9 +17,12 @@
 package mariadb
 
 import (
+	"database/sql"
 	"errors"
 	"regexp"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
@@ -39,8 +42,9 @@ var Dialect = dialect.Dialect{
 		}
 	},
 	// InnoDB's REPEATABLE READ reads every plain SELECT of a transaction
-	// from the snapshot its first read took.
-	Snapshot: nil,
+	// from the snapshot its first read took; the level is named, as the
+	// server's default may be another.
+	Snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	// Memories compare as the text of each element, which JSON_TABLE
 	// returns as written, and in utf8mb4_bin: the repository writes only
 	// canonical JSON, in which JSON-equal values have equal text. New
@@ -95,6 +99,23 @@ WHERE status = 'pending' AND id IN`),
 	Retry: func(err error) bool {
 		var myErr *mysql.MySQLError
 		return errors.As(err, &myErr) && myErr.Number == 1213
+	},
+	// At a context's deadline go-sql-driver/mysql closes the connection
+	// and leaves its statement running on the server, which still commits
+	// it once the lock it waits for is free, long after the caller was
+	// told it failed: so the server stops it at the deadline itself. The
+	// bound is in whole milliseconds, rounded down, so that a statement
+	// never outlives the caller's deadline and its text takes few forms.
+	Bound: func(query string, left time.Duration) string {
+		limit := "max_statement_time = " + strconv.FormatFloat(float64(max(left.Milliseconds(), 1))/1000, 'f', 3, 64)
+		if rest, ok := strings.CutPrefix(query, "SET STATEMENT "); ok {
+			return "SET STATEMENT " + limit + ", " + rest
+		}
+		return "SET STATEMENT " + limit + " FOR " + query
+	},
+	Expired: func(err error) bool {
+		var myErr *mysql.MySQLError
+		return errors.As(err, &myErr) && myErr.Number == 1969
 	},
 	Migrate: migrate,
 	Test: dialect.Test{

@@ -92,11 +92,8 @@ func check(db *gorm.DB) error {
 	if err := db.Raw("SELECT VERSION() AS version, @@character_set_connection AS charset").Scan(&row).Error; err != nil {
 		return err
 	}
-	if !strings.Contains(row.Version, "MariaDB") {
-		return fmt.Errorf("%w: %s is not MariaDB: only MariaDB %d.%d and later are supported (MySQL lacks the features the schema uses, and is untested)", ErrUnsupportedServer, row.Version, MinVersion[0], MinVersion[1])
-	}
-	if v := serverVersion(row.Version); v[0] < MinVersion[0] || (v[0] == MinVersion[0] && v[1] < MinVersion[1]) {
-		return fmt.Errorf("%w: MariaDB %s is older than %d.%d, the oldest supported", ErrUnsupportedServer, row.Version, MinVersion[0], MinVersion[1])
+	if err := Supported(row.Version); err != nil {
+		return err
 	}
 	if row.Charset != "utf8mb4" {
 		return fmt.Errorf("the connection's character set is %s: open MariaDB with charset=utf8mb4, which holds every character", row.Charset)
@@ -111,16 +108,21 @@ func check(db *gorm.DB) error {
 	return nil
 }
 
-var versionNumber = regexp.MustCompile(`^(\d+)\.(\d+)`)
+var versionNumber = regexp.MustCompile(`^(\d+)\.(\d+)\.\d+-MariaDB`)
 
-func serverVersion(s string) [2]int {
-	m := versionNumber.FindStringSubmatch(s)
+// Supported returns nil for the VERSION() of a MariaDB server the package
+// supports, and an error matching ErrUnsupportedServer otherwise.
+func Supported(version string) error {
+	m := versionNumber.FindStringSubmatch(version)
 	if m == nil {
-		return [2]int{}
+		return fmt.Errorf("%w: %s is not MariaDB: only MariaDB %d.%d and later are supported (MySQL is untested, and lacks SET STATEMENT)", ErrUnsupportedServer, version, MinVersion[0], MinVersion[1])
 	}
 	major, _ := strconv.Atoi(m[1])
 	minor, _ := strconv.Atoi(m[2])
-	return [2]int{major, minor}
+	if major < MinVersion[0] || (major == MinVersion[0] && minor < MinVersion[1]) {
+		return fmt.Errorf("%w: MariaDB %s is older than %d.%d, the oldest supported", ErrUnsupportedServer, version, MinVersion[0], MinVersion[1])
+	}
+	return nil
 }
 
 // statement is one statement of a migration file: a CREATE TABLE.

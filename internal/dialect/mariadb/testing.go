@@ -57,9 +57,11 @@ var (
 	admins  = map[string]*sql.DB{}
 )
 
-// admin returns a pool of connections to the server at dsn, shared by the
-// tests of the process, skipping or failing tb when no server answers.
-func admin(tb testing.TB, dsn string) (*sql.DB, *mysql.Config) {
+// Admin returns a pool of connections to the server at dsn, shared by the
+// tests of the process, for tests that inspect the server itself. When no
+// server answers, tb skips, or fails where the CI environment variable is
+// set.
+func Admin(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
 	cfg, err := Config(dsn)
 	if err != nil {
@@ -68,7 +70,7 @@ func admin(tb testing.TB, dsn string) (*sql.DB, *mysql.Config) {
 	adminMu.Lock()
 	defer adminMu.Unlock()
 	if db, ok := admins[dsn]; ok {
-		return db, cfg
+		return db
 	}
 	db, err := sql.Open("mysql", cfg.FormatDSN())
 	if err == nil {
@@ -80,39 +82,56 @@ func admin(tb testing.TB, dsn string) (*sql.DB, *mysql.Config) {
 		dialect.Unreachable(tb, "MariaDB", dsn, err)
 	}
 	admins[dsn] = db
-	return db, cfg
+	return db
 }
 
-// Fresh creates a database of its own on the server at dsn and returns a
-// pool of connections to it; see dialect.Test.Fresh. The database takes
+// Database creates an empty database of its own through the connections
+// admin, and returns its name. It is dropped when the test ends. It takes
 // the server's default character set and collation, which the schema's
 // tables override.
-func Fresh(tb testing.TB, dsn string) *sql.DB {
+func Database(tb testing.TB, admin *sql.DB) string {
 	tb.Helper()
-	adminDB, cfg := admin(tb, dsn)
 	name := dialect.TestName()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := adminDB.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		tb.Fatalf("create database: %v", err)
 	}
-	cfg.DBName = name
+	tb.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE " + name); err != nil {
+			tb.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// Fresh creates a database of its own on the server at dsn and returns a
+// pool of connections to it; see dialect.Test.Fresh.
+func Fresh(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	cfg, err := Config(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.DBName = Database(tb, Admin(tb, dsn))
 	sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		tb.Fatalf("open MariaDB: %v", err)
 	}
 	sqlDB.SetMaxOpenConns(40)
-	tb.Cleanup(func() {
-		_ = sqlDB.Close()
-		if _, err := adminDB.Exec("DROP DATABASE " + name); err != nil {
-			tb.Errorf("drop database %s: %v", name, err)
-		}
-	})
+	// Cleanups run last first: the pool closes before its database goes.
+	tb.Cleanup(func() { _ = sqlDB.Close() })
 	return sqlDB
 }
 
+// DatetimePrecision is the precision GORM's dialector should be given:
+// gorm.io/driver/mysql rounds GORM's NowFunc, and so every timestamp the
+// repository writes, to its DefaultDatetimePrecision, milliseconds unless
+// told otherwise, where the schema keeps microseconds.
+var DatetimePrecision = 6
+
 func dialector(conn gorm.ConnPool) gorm.Dialector {
-	return gormmysql.New(gormmysql.Config{Conn: conn})
+	return gormmysql.New(gormmysql.Config{Conn: conn, DefaultDatetimePrecision: &DatetimePrecision})
 }
 
 func catalog(tb testing.TB, db *gorm.DB) []string {

@@ -1,0 +1,140 @@
+package mariadb_test
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	gormmysql "gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+func TestSupported(t *testing.T) {
+	for _, version := range []string{"10.11.19-MariaDB-0+deb12u1", "10.11.0-MariaDB", "11.4.2-MariaDB-ubu2404", "12.0.1-MariaDB"} {
+		assert.NoError(t, mariadb.Supported(version), version)
+	}
+	for _, version := range []string{"8.0.36", "8.4.0-commercial", "5.7.44-log", "10.6.16-MariaDB", "10.10.7-MariaDB-1:10.10.7", "9.6.1-MariaDB", ""} {
+		assert.ErrorIs(t, mariadb.Supported(version), mariadb.ErrUnsupportedServer, version)
+	}
+}
+
+// TestUpRefusesSettingsThatLoseData opens a fresh database with settings
+// under which the package would store or read something other than what
+// it was given, and checks that migrate.Up refuses them, naming the
+// setting, and creates no table.
+func TestUpRefusesSettingsThatLoseData(t *testing.T) {
+	admin := dbtest.MariaDBServer(t)
+	for name, c := range map[string]struct {
+		set  func(*mysql.Config)
+		want string
+	}{
+		"without parseTime": {func(c *mysql.Config) { c.ParseTime = false }, "parseTime=true"},
+		"latin1":            {func(c *mysql.Config) { c.Params = map[string]string{"charset": "latin1"} }, "charset=utf8mb4"},
+		"utf8mb3":           {func(c *mysql.Config) { c.Params = map[string]string{"charset": "utf8mb3"} }, "charset=utf8mb4"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := mariadb.Config(dbtest.MariaDBDSN())
+			require.NoError(t, err)
+			cfg.DBName = mariadb.Database(t, admin)
+			c.set(cfg)
+			sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = sqlDB.Close() })
+			db, err := gorm.Open(gormmysql.New(gormmysql.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+			require.NoError(t, err)
+			err = migrate.Up(t.Context(), db)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			var tables int
+			require.NoError(t, db.Raw("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error)
+			assert.Zero(t, tables, "nothing is created")
+		})
+	}
+}
+
+// TestUpCompletesAnInterruptedUp stops Up after each of its statements in
+// turn, as a crash or a lost connection would (MariaDB commits each DDL
+// statement, so what was sent stays), and checks that the next Up makes
+// the schema a single Up makes, and that an Up after it sends no DDL.
+func TestUpCompletesAnInterruptedUp(t *testing.T) {
+	whole := dbtest.MariaDB(t)
+	require.NoError(t, migrate.Up(t.Context(), whole))
+	want := dbtest.Catalog(t, whole)
+
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "migrate", "sql", "mariadb", "000001_initial.up.sql"))
+	require.NoError(t, err)
+	var stmts []string
+	for _, s := range strings.Split(string(b), ";\n") {
+		if strings.Contains(s, "CREATE TABLE") {
+			stmts = append(stmts, s)
+		}
+	}
+	require.Len(t, stmts, 5, "one statement a table")
+	for sent := range len(stmts) {
+		t.Run(fmt.Sprintf("after %d of %d", sent, len(stmts)), func(t *testing.T) {
+			db := dbtest.MariaDB(t)
+			for _, s := range stmts[:sent] {
+				require.NoError(t, db.Exec(s).Error)
+			}
+			require.NoError(t, migrate.Up(t.Context(), db))
+			assert.Equal(t, want, dbtest.Catalog(t, db))
+
+			rec := dbtest.RecorderOf(db)
+			rec.Start()
+			require.NoError(t, migrate.Up(t.Context(), db))
+			sentAgain, _ := rec.Stop()
+			for _, s := range sentAgain {
+				assert.NotContains(t, strings.ToUpper(s), "CREATE", "an up-to-date schema gets no DDL")
+			}
+		})
+	}
+}
+
+// TestDeadlockedStatementIsSentAgain fails the first two creates with the
+// error of a statement InnoDB rolled back to break a deadlock, as a
+// callback on the Create chain (ahead of GORM's own) can: outside a
+// transaction the create is sent again and succeeds; inside one, where
+// InnoDB has rolled the whole transaction back, the error is returned.
+func TestDeadlockedStatementIsSentAgain(t *testing.T) {
+	db := dbtest.MariaDB(t)
+	require.NoError(t, migrate.Up(t.Context(), db))
+	var failures, sent int
+	require.NoError(t, db.Callback().Create().Before("gorm:create").Register("test:deadlock", func(tx *gorm.DB) {
+		sent++
+		if failures > 0 {
+			failures--
+			_ = tx.AddError(&mysql.MySQLError{Number: 1213, Message: "Deadlock found when trying to get lock; try restarting transaction"})
+		}
+	}))
+	repo := repository.New(db)
+
+	failures = 2
+	id, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{ID: uuid.New(), Phase: "plan"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, sent, "sent again after each deadlock")
+	_, err = repo.GetFeatureRun(t.Context(), id)
+	require.NoError(t, err)
+
+	failures, sent = 1, 0
+	err = repo.Transaction(t.Context(), func(tx *repository.Repository) error {
+		_, err := tx.CreateFeatureRun(t.Context(), repository.NewFeatureRun{ID: uuid.New(), Phase: "plan"})
+		return err
+	})
+	var myErr *mysql.MySQLError
+	require.ErrorAs(t, err, &myErr)
+	assert.Equal(t, uint16(1213), myErr.Number)
+	assert.Equal(t, 1, sent, "not sent again inside a transaction")
+}
