@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/repository"
@@ -45,21 +44,24 @@ func newRows(t *testing.T, ctx context.Context, repo *repository.Repository, key
 // blocked is a write and the row another transaction locks to block it.
 type blocked struct {
 	name string
-	// lock is the statement that takes the lock, with the row's ID as $1.
+	// lock is the statement that takes the lock, with the row's ID as its
+	// one var.
 	lock string
 	id   func(f rows) any
 	call func(ctx context.Context, r *repository.Repository, f rows) error
 }
 
+// The statements that take the locks, in GORM's placeholders, which it
+// renders for each database.
 const (
-	lockRun        = `SELECT 1 FROM feature_runs WHERE id = $1 FOR UPDATE`
-	lockSandbox    = `SELECT 1 FROM sandboxes WHERE id = $1 FOR UPDATE`
-	lockPhase      = `SELECT 1 FROM phase_results WHERE id = $1 FOR UPDATE`
-	lockInvocation = `SELECT 1 FROM agent_invocations WHERE id = $1 FOR UPDATE`
-	lockCTA        = `SELECT 1 FROM cta_events WHERE id = $1 FOR UPDATE`
+	lockRun        = `SELECT 1 FROM feature_runs WHERE id = ? FOR UPDATE`
+	lockSandbox    = `SELECT 1 FROM sandboxes WHERE id = ? FOR UPDATE`
+	lockPhase      = `SELECT 1 FROM phase_results WHERE id = ? FOR UPDATE`
+	lockInvocation = `SELECT 1 FROM agent_invocations WHERE id = ? FOR UPDATE`
+	lockCTA        = `SELECT 1 FROM cta_events WHERE id = ? FOR UPDATE`
 	// insertRun inserts, uncommitted, the run a create is about to insert:
 	// the create waits to learn whether the key will exist.
-	insertRun = `INSERT INTO feature_runs (id, phase, status, memories, created_at, updated_at) VALUES ($1, 'blocker', 'running', '[]', now(), now())`
+	insertRun = `INSERT INTO feature_runs (id, phase, status, memories, created_at, updated_at) VALUES (?, 'blocker', 'running', '[]', now(), now())`
 )
 
 // blockedWrites are the fifteen writes. A create of a child waits for the
@@ -120,71 +122,74 @@ func blockedWrites() []blocked {
 }
 
 // TestDeadlines gives each write a context that expires while its
-// statement waits for a lock another transaction holds through pg_sleep.
-// The write must return an error matching context.DeadlineExceeded at its
+// statement waits for a lock another transaction holds for a second, on
+// each server (SQLite has one connection, which the lock would hold). The
+// write must return an error matching context.DeadlineExceeded at its
 // deadline, not when the lock is released, and leave nothing behind once
 // the lock is released; retried afterwards, it succeeds.
 func TestDeadlines(t *testing.T) {
 	const (
 		deadline = 200 * time.Millisecond
-		hold     = 1.0 // seconds the blocker sleeps with the lock held
+		hold     = time.Second
 		slack    = 500 * time.Millisecond
+		// settle is how long after the release the rows are read, so that
+		// a statement the server still ran once it got the lock is seen.
+		settle = 200 * time.Millisecond
 	)
 	if testing.Short() {
 		t.Skip("skipping under -short: each of the 15 writes waits on a lock held for a second")
 	}
-	db := dbtest.Postgres(t)
-	if err := migrate.Up(t.Context(), db); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	repo := repository.New(db)
-	sqlDB, err := db.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range blockedWrites() {
-		t.Run(w.name, func(t *testing.T) {
+	for _, d := range servers {
+		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			ctx := t.Context()
-			f := newRows(t, ctx, repo, "deadline-"+w.name)
-			before := takeSnapshot(t, ctx, db, f.run)
+			db := d.Open(t)
+			if err := migrate.Up(t.Context(), db); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			repo := repository.New(db)
+			for _, w := range blockedWrites() {
+				t.Run(w.name, func(t *testing.T) {
+					t.Parallel()
+					ctx := t.Context()
+					f := newRows(t, ctx, repo, "deadline-"+w.name)
+					before := takeSnapshot(t, ctx, db, f.run)
 
-			tx, err := sqlDB.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.ExecContext(ctx, w.lock, w.id(f)); err != nil {
-				t.Fatalf("take the lock: %v", err)
-			}
-			released := make(chan error, 1)
-			go func() {
-				_, err := tx.ExecContext(ctx, `SELECT pg_sleep($1)`, hold)
-				released <- errors.Join(err, tx.Rollback())
-			}()
+					tx := db.WithContext(ctx).Begin()
+					if err := errors.Join(tx.Error, tx.Exec(w.lock, w.id(f)).Error); err != nil {
+						t.Fatalf("take the lock: %v", err)
+					}
+					released := make(chan error, 1)
+					go func() {
+						time.Sleep(hold)
+						released <- tx.Rollback().Error
+					}()
 
-			wctx, cancel := context.WithTimeout(ctx, deadline)
-			start := time.Now()
-			err = w.call(wctx, repo, f)
-			elapsed := time.Since(start)
-			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("got %v, want an error matching context.DeadlineExceeded", err)
-			}
-			if elapsed > deadline+slack {
-				t.Errorf("returned after %v, past its deadline of %v", elapsed, deadline)
-			}
-			t.Logf("returned after %v with: %v", elapsed.Round(time.Millisecond), err)
-			if err := <-released; err != nil {
-				t.Fatalf("blocker: %v", err)
-			}
-			requireSame(t, before, takeSnapshot(t, ctx, db, f.run), "once the lock is released")
-			requireSame(t, snapshot{}, takeSnapshot(t, ctx, db, f.newRun), "the run the create named")
+					wctx, cancel := context.WithTimeout(ctx, deadline)
+					start := time.Now()
+					err := w.call(wctx, repo, f)
+					elapsed := time.Since(start)
+					cancel()
+					if !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("got %v, want an error matching context.DeadlineExceeded", err)
+					}
+					if elapsed > deadline+slack {
+						t.Errorf("returned after %v, past its deadline of %v", elapsed, deadline)
+					}
+					t.Logf("returned after %v with: %v", elapsed.Round(time.Millisecond), err)
+					if err := <-released; err != nil {
+						t.Fatalf("blocker: %v", err)
+					}
+					time.Sleep(settle)
+					requireSame(t, before, takeSnapshot(t, ctx, db, f.run), "once the lock is released")
+					requireSame(t, snapshot{}, takeSnapshot(t, ctx, db, f.newRun), "the run the create named")
 
-			if err := w.call(ctx, repo, f); err != nil {
-				t.Fatalf("retried without a deadline: %v", err)
-			}
-			if len(diff(before, takeSnapshot(t, ctx, db, f.run)))+takeSnapshot(t, ctx, db, f.newRun).rows() == 0 {
-				t.Error("the retried write changed nothing")
+					if err := w.call(ctx, repo, f); err != nil {
+						t.Fatalf("retried without a deadline: %v", err)
+					}
+					if len(diff(before, takeSnapshot(t, ctx, db, f.run)))+takeSnapshot(t, ctx, db, f.newRun).rows() == 0 {
+						t.Error("the retried write changed nothing")
+					}
+				})
 			}
 		})
 	}

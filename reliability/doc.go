@@ -3,9 +3,11 @@
 // internal/workload) under replays, crashes and faults. RELIABILITY.md at
 // the module root lists each check, its last figures and how to run it.
 //
-// The replay oracle runs on SQLite and PostgreSQL; fault injection,
-// deadlines and the server restart need PostgreSQL (TEST_POSTGRES_DSN, as
-// for the contract suite). Fault injection is skipped under -short. The
-// server restart runs only with PERSISTENCE_RESTART_TEST=1, as it breaks
-// every other test using the server at the time: run it on its own.
+// The replay oracle runs on SQLite, PostgreSQL and MariaDB; fault
+// injection and deadlines run on PostgreSQL and MariaDB
+// (TEST_POSTGRES_DSN and TEST_MARIADB_DSN, as for the contract suite), and
+// the server restart on PostgreSQL. Fault injection and deadlines are
+// skipped under -short. The server restart runs only with
+// PERSISTENCE_RESTART_TEST=1, as it breaks every other test using the
+// server at the time: run it on its own.
 package reliability

@@ -2,22 +2,30 @@ package reliability_test
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 	"github.com/agentpipeline/persistence/internal/workload"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
@@ -36,7 +44,7 @@ type stepStats struct {
 	steps, attempts, retries atomic.Int64
 
 	mu      sync.Mutex
-	causes  map[string]int // of the errors that were retried
+	causes  map[string]int // of the faults that were retried
 	slowest time.Duration  // attempt
 }
 
@@ -46,14 +54,14 @@ func (s *stepStats) took(d time.Duration) {
 	s.slowest = max(s.slowest, d)
 }
 
-func (s *stepStats) retried(err error) {
+func (s *stepStats) retried(cause string) {
 	s.retries.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.causes == nil {
 		s.causes = map[string]int{}
 	}
-	s.causes[faultCause(err)]++
+	s.causes[cause]++
 }
 
 // summary lists the causes of retries, most frequent first.
@@ -72,40 +80,53 @@ func (s *stepStats) summary() string {
 	return b.String()
 }
 
-// faultCause names the kind of failure err is, without the step's IDs.
+// faultCause names the fault err is, without the step's IDs, or returns
+// "" when err is none of those a lost connection, a server going away or
+// an attempt's deadline causes. Only faults are retried: retrying anything
+// else would hide it, and a contract error (ErrNotFound, ErrInvalidInput,
+// ErrInvalidTransition) is an answer no retry can change, which a fault
+// must never be reported as.
 func faultCause(err error) string {
 	var pgErr *pgconn.PgError
+	var myErr *mysql.MySQLError
 	switch {
-	case errors.As(err, &pgErr):
-		return "SQLSTATE " + pgErr.Code + ": " + pgErr.Message
 	case errors.Is(err, context.DeadlineExceeded):
+		// First: the driver's own error for a statement the deadline cut
+		// can look like any of the faults below, or like none.
 		return "context deadline exceeded"
+	case errors.As(err, &pgErr):
+		// Class 57 is the operator's intervention (a terminated backend,
+		// a server shutting down or starting up), class 08 a broken
+		// connection.
+		if class := pgErr.Code[:2]; class == "57" || class == "08" {
+			return "SQLSTATE " + pgErr.Code + ": " + pgErr.Message
+		}
+	case errors.As(err, &myErr):
+		// 1927 is sent to a connection killed in the middle of a
+		// statement, 2013 a connection lost during a query.
+		if myErr.Number == 1927 || myErr.Number == 2013 {
+			return "MySQL " + strconv.Itoa(int(myErr.Number)) + ": " + myErr.Message
+		}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected EOF"
+	case errors.Is(err, mysql.ErrInvalidConn):
+		return "invalid connection"
+	case errors.Is(err, driver.ErrBadConn):
+		return "driver: bad connection"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		return errno.Error()
 	}
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
-}
-
-// contractError reports whether err is an answer of the contract rather
-// than a fault: a fault must never be reported as one, and retrying one
-// would not help.
-func contractError(err error) bool {
-	return errors.Is(err, repository.ErrInvalidInput) ||
-		errors.Is(err, repository.ErrNotFound) ||
-		errors.Is(err, repository.ErrInvalidTransition)
+	return ""
 }
 
 // execWithRetry executes step as a workflow engine would: it retries
 // failures that are faults, with exponential backoff and jitter, up to
 // p.attempts in all. It returns nil once the step's outcome is one Check
-// accepts, and an error when the outcome is a contract error Check does
-// not accept (which no retry can change) or the attempts ran out.
+// accepts, and an error when the outcome is one Check does not accept and
+// no fault explains (which a retry would hide, or could not change) or
+// the attempts ran out.
 func execWithRetry(ctx context.Context, s workload.Store, step workload.Step, p retryPolicy, stats *stepStats) error {
 	stats.steps.Add(1)
 	backoff := p.backoff
@@ -121,16 +142,17 @@ func execWithRetry(ctx context.Context, s workload.Store, step workload.Step, p 
 		if verdict == nil {
 			return nil
 		}
-		if err == nil || contractError(err) {
-			return verdict
-		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("step %s: %w", step.Name, ctx.Err())
+		}
+		cause := faultCause(verdict)
+		if cause == "" {
+			return fmt.Errorf("no fault explains the outcome, not retried: %w", verdict)
 		}
 		if attempt == p.attempts {
 			break
 		}
-		stats.retried(err)
+		stats.retried(cause)
 		time.Sleep(backoff/2 + rand.N(backoff/2+1))
 		backoff = min(2*backoff, p.maxBackoff)
 	}
@@ -138,8 +160,8 @@ func execWithRetry(ctx context.Context, s workload.Store, step workload.Step, p 
 }
 
 // cleanSnapshots runs each workload once on a fresh SQLite database and
-// returns the rows each leaves, by run. TestCleanRunIsTheSameOnBothDatabases
-// shows PostgreSQL leaves the same.
+// returns the rows each leaves, by run. TestCleanRunIsTheSameOnEveryDatabase
+// shows PostgreSQL and MariaDB leave the same.
 func cleanSnapshots(t *testing.T, workloads map[string]int64) map[string]snapshot {
 	t.Helper()
 	ctx, db, repo := freshRepo(t, dbtest.SQLite)
@@ -151,33 +173,135 @@ func cleanSnapshots(t *testing.T, workloads map[string]int64) map[string]snapsho
 	return out
 }
 
-// chaos terminates, every few milliseconds until stopped, one random
-// backend of the pool whose connections carry application name app.
-// Backends of other tests, which share the server, have other names and
-// are never touched. stop ends the chaos and returns how many backends it
-// terminated.
-func chaos(t *testing.T, app string, every time.Duration) (stop func() int64) {
+// killer closes, from the server's side, one random connection of a
+// test's pool and no other, and returns what the server said the
+// connection was doing (running a statement, idle), or "" when the pool
+// had none to kill.
+type killer func(ctx context.Context) (state string, err error)
+
+// postgresVictim opens a fresh PostgreSQL schema whose connections carry
+// an application name of their own, by which its killer tells them from
+// those of the other tests sharing the server.
+func postgresVictim(t *testing.T) (*gorm.DB, killer) {
+	app := "reliability-faults-" + uuid.NewString()[:8]
+	db := dbtest.PostgresWithParams(t, map[string]string{"application_name": app})
 	admin := dbtest.PostgresServer(t)
+	return db, func(ctx context.Context) (string, error) {
+		var state string
+		err := admin.QueryRowContext(ctx, `
+SELECT state FROM (
+	SELECT pid, coalesce(state, 'unknown') AS state FROM pg_stat_activity WHERE application_name = $1 ORDER BY random() LIMIT 1
+) AS victim WHERE pg_terminate_backend(pid)`, app).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		return state, err
+	}
+}
+
+// mariaDBVictim opens a fresh MariaDB database, whose name its killer
+// finds the pool's connections by. The killer's own connection uses no
+// database, so that it is never among them.
+func mariaDBVictim(t *testing.T) (*gorm.DB, killer) {
+	db := openQuietMariaDB(t)
+	var name string
+	if err := db.WithContext(t.Context()).Raw(`SELECT DATABASE()`).Scan(&name).Error; err != nil || name == "" {
+		t.Fatalf("name the test's database: %q, %v", name, err)
+	}
+	cfg, err := mariadb.Config(dbtest.MariaDBDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = ""
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	return db, func(ctx context.Context) (string, error) {
+		var id int64
+		var command string
+		err := admin.QueryRowContext(ctx, `SELECT id, command FROM information_schema.processlist WHERE db = ? AND command <> 'Killed' ORDER BY RAND() LIMIT 1`, name).Scan(&id, &command)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		// Connections already killed, and closing, are not listed again.
+		// KILL takes no placeholder. The connection may have closed since
+		// it was listed (1094, no such thread); its ID is never given to
+		// another before the server restarts.
+		_, err = admin.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatInt(id, 10))
+		var myErr *mysql.MySQLError
+		if errors.As(err, &myErr) && myErr.Number == 1094 {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return command, nil
+	}
+}
+
+// kills counts the connections the chaos killed, by what each was doing.
+type kills map[string]int64
+
+func (k kills) total() int64 {
+	var n int64
+	for _, c := range k {
+		n += c
+	}
+	return n
+}
+
+// String lists the counts, most frequent first.
+func (k kills) String() string {
+	states := make([]string, 0, len(k))
+	for s := range k {
+		states = append(states, s)
+	}
+	sort.Slice(states, func(i, j int) bool { return k[states[i]] > k[states[j]] })
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = fmt.Sprintf("%d %s", k[s], s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// openQuietMariaDB opens a fresh MariaDB database whose pool does not log:
+// go-sql-driver/mysql logs every dead connection it finds, which the chaos
+// makes by the thousand (the test counts the failures they cause). A connector takes
+// the driver's logger when it is opened, so other pools keep theirs.
+func openQuietMariaDB(t *testing.T) *gorm.DB {
+	if err := mysql.SetLogger(&mysql.NopLogger{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = mysql.SetLogger(log.New(os.Stderr, "[mysql] ", log.Ldate|log.Ltime|log.Lshortfile)) }()
+	return dbtest.MariaDB(t)
+}
+
+// chaos calls kill every few milliseconds until stopped. stop ends the
+// chaos and returns the connections kill killed.
+func chaos(t *testing.T, kill killer, every time.Duration) (stop func() kills) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var killed int64
+	killed := kills{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			time.Sleep(every/2 + rand.N(every))
-			var n int64
-			err := admin.QueryRowContext(ctx, `
-SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM (
-	SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY random() LIMIT 1
-) AS victim`, app).Scan(&n)
+			state, err := kill(ctx)
 			if err != nil && ctx.Err() == nil {
 				t.Errorf("chaos: %v", err)
 				return
 			}
-			killed += n
+			if state != "" {
+				killed[state]++
+			}
 		}
 	}()
-	stop = func() int64 {
+	stop = func() kills {
 		cancel()
 		<-done
 		return killed
@@ -253,52 +377,63 @@ func compareWithClean(t *testing.T, ctx context.Context, db *gorm.DB, clean map[
 	return diffs, rows
 }
 
-// TestFaultInjection runs 8 workers of 25 workloads each on PostgreSQL
-// while a chaos goroutine terminates a random connection of their pool
-// every few milliseconds. Workers retry failed steps as a workflow engine
-// would. Every workload must end exactly as its clean run: no duplicate,
-// no lost memory, no regressed status.
+// TestFaultInjection runs, on PostgreSQL and on MariaDB, 8 workers of 25
+// workloads each while a chaos goroutine kills a random connection of
+// their pool every few milliseconds. Workers retry failed steps as a
+// workflow engine would. Every workload must end exactly as its clean run:
+// no duplicate, no lost memory, no regressed status.
 func TestFaultInjection(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipping fault injection under -short: it runs 200 workloads on PostgreSQL while terminating connections")
+		t.Skip("skipping fault injection under -short: it runs 200 workloads on each server while killing connections")
 	}
 	f := fleet{prefix: "fault", workers: 8, perWorker: 25}
-	app := "reliability-faults-" + uuid.NewString()[:8]
-	db := dbtest.PostgresWithParams(t, map[string]string{"application_name": app})
-	ctx := t.Context()
-	if err := migrate.Up(ctx, db); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB.SetMaxOpenConns(2 * f.workers)
-	sqlDB.SetMaxIdleConns(2 * f.workers)
 	clean := cleanSnapshots(t, f.seeds())
+	for _, target := range []struct {
+		name string
+		open func(t *testing.T) (*gorm.DB, killer)
+	}{
+		{"postgres", postgresVictim},
+		{"mariadb", mariaDBVictim},
+	} {
+		t.Run(target.name, func(t *testing.T) {
+			t.Parallel()
+			db, kill := target.open(t)
+			ctx := t.Context()
+			if err := migrate.Up(ctx, db); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			sqlDB, err := db.DB()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sqlDB.SetMaxOpenConns(2 * f.workers)
+			sqlDB.SetMaxIdleConns(2 * f.workers)
 
-	policy := retryPolicy{attempts: 30, backoff: 2 * time.Millisecond, maxBackoff: 100 * time.Millisecond, stepTimeout: 10 * time.Second}
-	var stats stepStats
-	stopChaos := chaos(t, app, 10*time.Millisecond)
-	start := time.Now()
-	failures := f.run(ctx, repository.New(db), policy, &stats)
-	killed := stopChaos()
-	elapsed := time.Since(start)
-	if err := errors.Join(failures...); err != nil {
-		t.Error(err)
-	}
-	// The chaos may have terminated idle connections, which the pool only
-	// notices when it hands them out: drop them before reading.
-	sqlDB.SetMaxIdleConns(0)
-	sqlDB.SetMaxIdleConns(2)
+			policy := retryPolicy{attempts: 30, backoff: 2 * time.Millisecond, maxBackoff: 100 * time.Millisecond, stepTimeout: 10 * time.Second}
+			var stats stepStats
+			stopChaos := chaos(t, kill, 10*time.Millisecond)
+			start := time.Now()
+			failures := f.run(ctx, repository.New(db), policy, &stats)
+			killed := stopChaos()
+			elapsed := time.Since(start)
+			if err := errors.Join(failures...); err != nil {
+				t.Error(err)
+			}
+			// The chaos may have killed idle connections, which the pool
+			// only notices when it hands them out: drop them before
+			// reading.
+			sqlDB.SetMaxIdleConns(0)
+			sqlDB.SetMaxIdleConns(2)
 
-	diffs, rows := compareWithClean(t, ctx, db, clean)
-	t.Logf("fault injection: %d workloads (%d workers), %d steps, %d attempts, %d connections terminated, %d retries, %d rows compared, %d differences, in %v; retried causes:%s",
-		len(clean), f.workers, stats.steps.Load(), stats.attempts.Load(), killed, stats.retries.Load(), rows, diffs, elapsed.Round(time.Millisecond), stats.summary())
-	if diffs != 0 {
-		t.Errorf("%d differences from the clean runs, want 0", diffs)
-	}
-	if killed == 0 || stats.retries.Load() == 0 {
-		t.Errorf("the chaos terminated %d connections and caused %d retries: the test injected no fault", killed, stats.retries.Load())
+			diffs, rows := compareWithClean(t, ctx, db, clean)
+			t.Logf("fault injection on %s: %d workloads (%d workers), %d steps, %d attempts, %d connections killed (%v), %d retries, %d rows compared, %d differences, in %v; retried causes:%s",
+				target.name, len(clean), f.workers, stats.steps.Load(), stats.attempts.Load(), killed.total(), killed, stats.retries.Load(), rows, diffs, elapsed.Round(time.Millisecond), stats.summary())
+			if diffs != 0 {
+				t.Errorf("%d differences from the clean runs, want 0", diffs)
+			}
+			if killed.total() == 0 || stats.retries.Load() == 0 {
+				t.Errorf("the chaos killed %d connections and caused %d retries: the test injected no fault", killed.total(), stats.retries.Load())
+			}
+		})
 	}
 }

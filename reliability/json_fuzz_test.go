@@ -58,7 +58,8 @@ func storedJSONSeeds() []storedJSONSeed {
 // bound on its length; whatever
 // it refuses must be refused with ErrInvalidInput naming the argument. The
 // Go string must be stored exactly when it is valid UTF-8 without NUL.
-// The seeds also run on PostgreSQL in TestStoredJSONSeedsOnPostgres.
+// The seeds also run on PostgreSQL and MariaDB in
+// TestStoredJSONSeedsOnServers.
 func FuzzStoredJSON(f *testing.F) {
 	db := dbtest.SQLite(f)
 	ctx := context.Background()
@@ -74,16 +75,11 @@ func FuzzStoredJSON(f *testing.F) {
 	})
 }
 
-// TestStoredJSONSeedsOnPostgres runs FuzzStoredJSON's seeds and committed
-// corpus on PostgreSQL, whose jsonb rewrites numbers and spacing.
-func TestStoredJSONSeedsOnPostgres(t *testing.T) {
+// TestStoredJSONSeedsOnServers runs FuzzStoredJSON's seeds and committed
+// corpus on PostgreSQL, whose jsonb rewrites numbers and spacing, and on
+// MariaDB, which checks and compares JSON as text.
+func TestStoredJSONSeedsOnServers(t *testing.T) {
 	t.Parallel()
-	db := dbtest.Postgres(t)
-	ctx := t.Context()
-	if err := migrate.Up(ctx, db); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	repo := repository.New(db)
 	seeds := map[string]storedJSONSeed{}
 	for i, seed := range storedJSONSeeds() {
 		seeds["seed#"+strconv.Itoa(i)] = seed
@@ -91,8 +87,19 @@ func TestStoredJSONSeedsOnPostgres(t *testing.T) {
 	for name, seed := range readStoredJSONCorpus(t) {
 		seeds[name] = seed
 	}
-	for name, seed := range seeds {
-		t.Run(name, func(t *testing.T) { checkStoredJSON(t, ctx, repo, seed.raw, seed.s) })
+	for _, d := range servers {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			db := d.Open(t)
+			ctx := t.Context()
+			if err := migrate.Up(ctx, db); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			repo := repository.New(db)
+			for name, seed := range seeds {
+				t.Run(name, func(t *testing.T) { checkStoredJSON(t, ctx, repo, seed.raw, seed.s) })
+			}
+		})
 	}
 }
 

@@ -314,7 +314,7 @@ func checkAppends(t *testing.T, ctx context.Context, db *gorm.DB, repo *reposito
 // JSON-equal to earlier ones in another spelling and some unstorable, to
 // runs on an in-memory SQLite, and compares the stored memories with a
 // model keyed by canonical JSON after every call. Its corpus also runs on
-// PostgreSQL in TestMemoryAppendCorpusOnPostgres.
+// PostgreSQL and MariaDB in TestMemoryAppendCorpusOnServers.
 func FuzzMemoryAppend(f *testing.F) {
 	db := dbtest.SQLite(f)
 	ctx := context.Background()
@@ -327,20 +327,26 @@ func FuzzMemoryAppend(f *testing.F) {
 	})
 }
 
-// TestMemoryAppendCorpusOnPostgres runs FuzzMemoryAppend's committed corpus
-// on PostgreSQL, whose append compares values as jsonb rather than by
-// canonical text.
-func TestMemoryAppendCorpusOnPostgres(t *testing.T) {
+// TestMemoryAppendCorpusOnServers runs FuzzMemoryAppend's committed
+// corpus on PostgreSQL, whose append compares values as jsonb rather than
+// by canonical text, and on MariaDB, whose append compares the text of
+// each element JSON_TABLE returns.
+func TestMemoryAppendCorpusOnServers(t *testing.T) {
 	t.Parallel()
 	corpus := readCorpus(t, "FuzzMemoryAppend")
-	db := dbtest.Postgres(t)
-	ctx := t.Context()
-	if err := migrate.Up(ctx, db); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	repo := repository.New(db)
-	for name, data := range corpus {
-		t.Run(name, func(t *testing.T) { checkAppends(t, ctx, db, repo, data) })
+	for _, d := range servers {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			db := d.Open(t)
+			ctx := t.Context()
+			if err := migrate.Up(ctx, db); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			repo := repository.New(db)
+			for name, data := range corpus {
+				t.Run(name, func(t *testing.T) { checkAppends(t, ctx, db, repo, data) })
+			}
+		})
 	}
 }
 
