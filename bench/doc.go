@@ -1,11 +1,13 @@
 // Package bench measures what the repository's convenience costs: each of
 // its fifteen writes, on PostgreSQL, against a baseline that sends the same
 // SQL statement hand-written over pgx, and against a naive port to GORM of
-// the original TypeScript plan. It holds benchmarks and the tests that keep
-// the comparison fair; scripts/bench.sh runs the benchmarks and writes
-// BENCHMARKS.md. To run some directly:
+// the original TypeScript plan; and on MariaDB against the same baseline
+// over database/sql and go-sql-driver/mysql. It holds benchmarks and the
+// tests that keep the comparison fair; scripts/bench.sh runs the
+// benchmarks and writes BENCHMARKS.md. To run some directly:
 //
 //	go test ./bench/ -run '^$' -bench 'Write|Replay' -benchtime 1500x -count 6
+//	go test ./bench/ -run '^$' -bench '^Benchmark(Write|Replay)$/./^db=mariadb$' -benchtime 1500x -count 6
 //
 // # Benchmarks
 //
@@ -22,11 +24,15 @@
 //     validation, but encodes JSON arguments with canonjson.Marshal as the
 //     repository does, so both do the same client-side JSON work. It
 //     returns the repository's outcomes (nil, ErrNotFound, a
-//     *repository.TransitionError), so the workload can drive either, and
-//     TestBaselineWritesLikeRepository checks that both leave the same rows.
-//     Its creates are written out, and TestBaselineSendsRepositoryStatements
-//     checks they are the repository's, text for text; its transitions take
-//     the repository's statements from a repository on a DryRun session.
+//     *repository.TransitionError), judged from the outcome codes of
+//     package internal/dialect as the repository judges them, so the
+//     workload can drive either, and TestBaselineWritesLikeRepository
+//     checks that both leave the same rows. Its creates are written out,
+//     and TestBaselineSendsRepositoryStatements checks they are the
+//     repository's, text for text; its transitions are the repository's
+//     guarded updates, recovered from what a repository on a DryRun session
+//     renders and rendered again by the database's Dialect.Guard, as the
+//     repository renders them.
 //   - impl=naive is what a GORM user would write from the TypeScript plan,
 //     on GORM's default configuration (but for the logger, and
 //     TranslateError to recognise a missing parent), so every write is a
@@ -39,6 +45,16 @@
 //     which TestNaiveOutcomesLikeRepository checks call by call, but not
 //     quite its rows, which no test compares.
 //
+// On MariaDB, named with the key db=mariadb after the write (PostgreSQL's
+// names carry no db key, so that they still compare with earlier
+// results), there are two sides: impl=repository, on GORM's default
+// configuration over gorm.io/driver/mysql, and impl=mysql, the same
+// baseline over database/sql and go-sql-driver/mysql, with MariaDB's
+// statements: a transition is the guarded UPDATE, then, when it changed no
+// row, the probe SELECT … LOCK IN SHARE MODE of the outcome code, each
+// binding its ? as dialect.Statement.Args orders them. The naive side and
+// the append scaling are PostgreSQL's only.
+//
 // The benchmarks are:
 //
 //   - BenchmarkWrite/<write>: the happy path of each write, one statement
@@ -48,7 +64,8 @@
 //     ID, a transition to the state the row is already in, an append of
 //     memories already present. Creates are one INSERT that conflicts; the
 //     others are the guarded statement that changes no row and returns the
-//     row's state, in one round trip.
+//     row's state, in one round trip on PostgreSQL, and on MariaDB the
+//     UPDATE and the probe.
 //   - BenchmarkWorkload/workers=N: whole simulated feature runs
 //     (workload.Generate, 80 steps each), one after another (N=1) or on
 //     eight concurrent workers (N=8); it reports runs/s.
@@ -76,20 +93,27 @@
 //
 // # Setup
 //
-// The first benchmark creates a database of its own on the server at
-// TEST_POSTGRES_DSN (default: internal/dbtest's), migrates it with
-// migrate.Up, and TestMain drops it when the benchmarks end (a process
-// killed before then leaves it behind, named persistence_bench_*). Without
-// a server the benchmarks and the tests skip, or fail when CI is set. A
-// plain `go test` runs only TestBaselineWritesLikeRepository and
-// TestNaiveOutcomesLikeRepository, which take about a second, and -short
-// skips them, and TestBaselineSendsRepositoryStatements, which needs no
-// server.
+// The first benchmark on each database creates a database of its own on
+// the server at TEST_POSTGRES_DSN or TEST_MARIADB_DSN (default:
+// internal/dbtest's), migrates it with migrate.Up, and TestMain drops it
+// when the benchmarks end (a process killed before then leaves it behind,
+// named persistence_bench_*). Without a server the benchmarks and the
+// tests of that database skip with one line, or fail when CI is set. A
+// plain `go test` runs only TestBaselineWritesLikeRepository on each
+// database and TestNaiveOutcomesLikeRepository, which take about a
+// second, and -short skips them, and TestBaselineSendsRepositoryStatements,
+// which needs no server.
 //
 // All sides write to the same tables in the same database, each through a
-// pool of at most 8 connections (the workload's worker count), with pgx's
-// default statement cache, so each statement is prepared once per
-// connection and every later execution is one round trip.
+// pool of at most 8 connections (the workload's worker count). On
+// PostgreSQL pgx's default statement cache prepares each statement once
+// per connection, so every later execution is one round trip. On MariaDB
+// both sides open the same DSN, which leaves go-sql-driver/mysql's
+// interpolateParams off: each statement with arguments is prepared,
+// executed and closed, two round trips, on both sides. The MariaDB
+// server's settings are left as they are: each write that changes a row
+// waits for InnoDB's log flush (innodb_flush_log_at_trx_commit), the same
+// for both sides.
 //
 // The database sets synchronous_commit to BENCH_SYNCHRONOUS_COMMIT, or off
 // by default: then a commit does not wait for its WAL flush, which costs

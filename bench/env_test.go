@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	"gorm.io/driver/postgres"
+	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
@@ -56,7 +57,7 @@ type env struct {
 	sqlDB    *sql.DB
 	repo     *repository.Repository
 	pool     *pgxpool.Pool
-	base     *pgxStore
+	base     *baseline
 	naiveSQL *sql.DB
 	naive    *naiveStore
 
@@ -82,9 +83,54 @@ const (
 	implRepository = "repository"
 	implPGX        = "pgx"
 	implNaive      = "naive"
+	implMySQL      = "mysql"
 )
 
 var impls = []string{implRepository, implPGX, implNaive}
+
+// backend is a database's benchmark environment, as the benchmarks and
+// the tests that keep them fair use it.
+type backend interface {
+	// store returns the side of the comparison that impl names, and the
+	// counter of its connections' bytes.
+	store(impl string) (workload.Store, *ioCounter)
+	// seedStatements are the seeder's statements on the database.
+	seedStatements() *seedStatements
+	// ids runs a seeding statement and returns the IDs it inserted.
+	ids(ctx context.Context, query string, args ...any) ([]string, error)
+	// reader reads back what the sides wrote.
+	reader() *sql.DB
+}
+
+// database is a database the write and workload benchmarks run on.
+type database struct {
+	name string
+	// key is what the names of its benchmarks add: nothing on PostgreSQL,
+	// whose names predate the others' and so still compare with earlier
+	// results, and the db key on the others.
+	key string
+	// impls are the sides compared on it; baseline is the one the
+	// repository is compared with.
+	impls    []string
+	baseline string
+	// setup returns the database's benchmark environment, made on first
+	// use; without a server it skips tb, or fails it when CI is set.
+	setup func(tb testing.TB) backend
+}
+
+var databases = []database{
+	{name: "postgres", impls: impls, baseline: implPGX, setup: func(tb testing.TB) backend { return setup(tb) }},
+	{name: "mariadb", key: "/db=mariadb", impls: []string{implRepository, implMySQL}, baseline: implMySQL, setup: func(tb testing.TB) backend { return setupMariaDB(tb) }},
+}
+
+func (e *env) seedStatements() *seedStatements { return &postgresSeeds }
+
+func (e *env) ids(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, _ := e.pool.Query(ctx, query, args...)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func (e *env) reader() *sql.DB { return e.sqlDB }
 
 // discardLogger is the logger of both GORM sides. It keeps GORM's default
 // level and slow-statement threshold, but discards what it writes: go test
@@ -114,16 +160,21 @@ func setup(b testing.TB) *env {
 	return shared.env
 }
 
-// TestMain drops the benchmark database once every benchmark has run. Plain
-// `go test` creates none, so then it does nothing.
+// TestMain drops the benchmark databases once every benchmark has run.
+// Plain `go test -short` creates none, so then it does nothing.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	var errs []error
 	if shared.env != nil {
-		if err := shared.env.close(); err != nil {
-			log.Printf("bench: %v", err)
-			if code == 0 {
-				code = 1
-			}
+		errs = append(errs, shared.env.close())
+	}
+	if sharedMariaDB.env != nil {
+		errs = append(errs, sharedMariaDB.env.close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.Printf("bench: %v", err)
+		if code == 0 {
+			code = 1
 		}
 	}
 	os.Exit(code)
@@ -163,7 +214,7 @@ func (e *env) open(ctx context.Context) error {
 	e.sqlDB = stdlib.OpenDB(repoConn)
 	e.sqlDB.SetMaxOpenConns(poolSize)
 	e.sqlDB.SetMaxIdleConns(poolSize)
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: e.sqlDB}), &gorm.Config{Logger: discardLogger})
+	db, err := gorm.Open(gormpostgres.New(gormpostgres.Config{Conn: e.sqlDB}), &gorm.Config{Logger: discardLogger})
 	if err != nil {
 		return fmt.Errorf("open gorm: %w", err)
 	}
@@ -181,7 +232,7 @@ func (e *env) open(ctx context.Context) error {
 	if e.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return fmt.Errorf("open pgxpool: %w", err)
 	}
-	e.base = &pgxStore{pool: e.pool}
+	e.base = &baseline{conn: pgxConn{pool: e.pool}, sql: pgStatements}
 	return nil
 }
 
@@ -219,12 +270,16 @@ type ioCounter struct {
 
 func (c *ioCounter) dial(next pgconn.DialFunc) pgconn.DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := next(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &countingConn{Conn: conn, c: c}, nil
+		return c.count(next(ctx, network, addr))
 	}
+}
+
+// count returns conn, just dialled, counting its bytes in c.
+func (c *ioCounter) count(conn net.Conn, err error) (net.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, c: c}, nil
 }
 
 // snapshot returns the bytes counted so far.

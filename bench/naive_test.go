@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/datatypes"
-	"gorm.io/driver/postgres"
+	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -52,7 +52,7 @@ func (e *env) openNaive(conn *pgx.ConnConfig) error {
 	e.naiveSQL = stdlib.OpenDB(*conn)
 	e.naiveSQL.SetMaxOpenConns(poolSize)
 	e.naiveSQL.SetMaxIdleConns(poolSize)
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: e.naiveSQL}), &gorm.Config{
+	db, err := gorm.Open(gormpostgres.New(gormpostgres.Config{Conn: e.naiveSQL}), &gorm.Config{
 		Logger:         discardLogger,
 		TranslateError: true,
 	})
@@ -540,7 +540,7 @@ func TestNaiveOutcomesLikeRepository(t *testing.T) {
 	}
 	e := setup(t)
 	ctx := t.Context()
-	s := seeder{b: t, ctx: ctx, e: e}
+	s := seeder{b: t, ctx: ctx, db: e}
 	probes := outcomeProbes
 	for _, w := range writeCases {
 		probes = append(probes,

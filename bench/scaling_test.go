@@ -32,7 +32,7 @@ func BenchmarkAppendScaling(b *testing.B) {
 			b.Run("stored="+strconv.Itoa(stored)+"/impl="+impl, func(b *testing.B) {
 				ctx := b.Context()
 				st, io := e.store(impl)
-				runs := seeder{b: b, ctx: ctx, e: e}.runs(min(b.N, max(1, scalingSeedBudget/stored)), models.RunRunning, stored)
+				runs := seeder{b: b, ctx: ctx, db: e}.runs(min(b.N, max(1, scalingSeedBudget/stored)), models.RunRunning, stored)
 				values := newMemories(b.N)
 				measure(b, io, func(i int) error {
 					return st.UpdateFeatureRunMemories(ctx, runs[i%len(runs)], values[i])
@@ -44,7 +44,7 @@ func BenchmarkAppendScaling(b *testing.B) {
 		b.Run("stored=10000-replay/impl="+impl, func(b *testing.B) {
 			ctx := b.Context()
 			st, io := e.store(impl)
-			run := seeder{b: b, ctx: ctx, e: e}.runs(1, models.RunRunning, 10_000)[0]
+			run := seeder{b: b, ctx: ctx, db: e}.runs(1, models.RunRunning, 10_000)[0]
 			present := []any{"stored 5000", "stored 10000"}
 			measure(b, io, func(int) error {
 				return st.UpdateFeatureRunMemories(ctx, run, present)

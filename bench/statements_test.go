@@ -1,64 +1,66 @@
 package bench
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/uuid"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// TestBaselineSendsRepositoryStatements checks that the baseline's
-// creates send the repository's statements, as the repository renders them
-// on PostgreSQL; its transitions take theirs from the repository itself. The repository runs on a DryRun session, whose
-// statements only pass through the callback chains, so no server is
-// needed.
+// TestBaselineSendsRepositoryStatements checks that each baseline sends
+// the repository's statements on its database: the creates' INSERTs, and
+// the transitions' statements as the repository renders them there. The
+// repository runs on a DryRun session, whose statements only pass through
+// the callback chains, so no server is needed. A DryRun session sends the
+// first statement of a transition only, so MariaDB's probes, which the
+// baselines render with the same Dialect.Guard as the repository, are
+// checked by TestBaselineWritesLikeRepository, whose replays read them,
+// and by the equal bytes both sides send.
 func TestBaselineSendsRepositoryStatements(t *testing.T) {
-	db, err := gorm.Open(postgres.New(postgres.Config{DSN: "host=localhost"}), &gorm.Config{DryRun: true, DisableAutomaticPing: true, Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sent []string
-	capture := func(db *gorm.DB) { sent = append(sent, db.Statement.SQL.String()) }
-	if err := db.Callback().Create().After("gorm:create").Register("bench:capture", capture); err != nil {
-		t.Fatal(err)
-	}
-	repo := repository.New(db)
-	ctx := t.Context()
 	run, phase := uuid.New(), uuid.New()
-	for _, c := range []struct {
-		name string
-		want string
-		call func() error
+	for _, db := range []struct {
+		name    string
+		session func() *gorm.DB
+		sql     *statements
 	}{
-		{"CreateFeatureRun", insertFeatureRunSQL, func() error {
-			_, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{Phase: "plan"})
-			return err
-		}},
-		{"CreateSandboxRecord", insertSandboxSQL, func() error {
-			return repo.CreateSandboxRecord(ctx, repository.NewSandbox{ID: "s", FeatureRunID: run})
-		}},
-		{"CreatePhaseResult", insertPhaseResultSQL, func() error {
-			_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: run, Phase: "plan"})
-			return err
-		}},
-		{"CreateAgentInvocation", insertAgentInvocationSQL, func() error {
-			_, err := repo.CreateAgentInvocation(ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &phase, Agent: "a"})
-			return err
-		}},
-		{"CreateCTAEvent", insertCTAEventSQL, func() error {
-			return repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "c", FeatureRunID: run})
-		}},
+		{"postgres", postgresDryRun, pgStatements},
+		{"mariadb", mariadbDryRun, mariadbStatements},
 	} {
-		sent = nil
-		if err := c.call(); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if len(sent) != 1 || sent[0] != c.want {
-			t.Errorf("%s: the repository sends %q,\nthe baseline %q", c.name, sent, c.want)
-		}
+		t.Run(db.name, func(t *testing.T) {
+			sends := func(name, want string, call func(context.Context, *repository.Repository) error) {
+				t.Helper()
+				sent := dryRun(db.session(), call)
+				if len(sent) != 1 || sent[0] != want {
+					t.Errorf("%s: the repository sends %q,\nthe baseline %q", name, sent, want)
+				}
+			}
+			sends("CreateFeatureRun", db.sql.insertFeatureRun, func(ctx context.Context, r *repository.Repository) error {
+				_, err := r.CreateFeatureRun(ctx, repository.NewFeatureRun{Phase: "plan"})
+				return err
+			})
+			sends("CreateSandboxRecord", db.sql.insertSandbox, func(ctx context.Context, r *repository.Repository) error {
+				return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: "s", FeatureRunID: run})
+			})
+			sends("CreatePhaseResult", db.sql.insertPhaseResult, func(ctx context.Context, r *repository.Repository) error {
+				_, err := r.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: run, Phase: "plan"})
+				return err
+			})
+			sends("CreateAgentInvocation", db.sql.insertAgentInvocation, func(ctx context.Context, r *repository.Repository) error {
+				_, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{FeatureRunID: run, PhaseResultID: &phase, Agent: "a"})
+				return err
+			})
+			sends("CreateCTAEvent", db.sql.insertCTAEvent, func(ctx context.Context, r *repository.Repository) error {
+				return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "c", FeatureRunID: run})
+			})
+			sends("UpdateFeatureRunMemories", db.sql.appendMemories.SQL, func(ctx context.Context, r *repository.Repository) error {
+				return r.UpdateFeatureRunMemories(ctx, run, []any{1})
+			})
+			for _, tr := range transitions {
+				sends(tr.name, tr.guard(db.sql).SQL, tr.call)
+			}
+		})
 	}
 }

@@ -19,42 +19,49 @@ import (
 // within itself, as eight concurrent workflows would be. runs/s is the
 // throughput.
 func BenchmarkWorkload(b *testing.B) {
-	e := setup(b)
 	for _, workers := range []int{1, 8} {
-		for _, impl := range impls {
-			b.Run("workers="+strconv.Itoa(workers)+"/impl="+impl, func(b *testing.B) {
-				st, io := e.store(impl)
-				// Same seeds for every side, so all write the same data;
-				// a fresh key per run, so no run replays an earlier one.
-				prefix := randomHex(8) + "/"
-				runs := make([][]workload.Step, b.N)
-				for i := range runs {
-					runs[i] = workload.Generate(int64(i), prefix+strconv.Itoa(i))
-				}
-				ctx := b.Context()
-				// A run per worker first, untimed, so that every connection
-				// the runs will use is open and has prepared its statements.
-				warmUp := make([][]workload.Step, workers)
-				for i := range warmUp {
-					warmUp[i] = workload.Generate(int64(i), prefix+"warm-up/"+strconv.Itoa(i))
-				}
-				if err := runConcurrently(ctx, st, warmUp, workers); err != nil {
-					b.Fatalf("warm-up: %v", err)
-				}
-				b.ReportAllocs()
-				runtime.GC()
-				start := startClient(io)
-				b.ResetTimer()
-				err := runConcurrently(ctx, st, runs, workers)
-				b.StopTimer()
-				if err != nil {
-					b.Fatal(err)
-				}
-				start.report(b, b.N)
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "runs/s")
-			})
+		for _, db := range databases {
+			for _, impl := range db.impls {
+				b.Run("workers="+strconv.Itoa(workers)+db.key+"/impl="+impl, func(b *testing.B) {
+					benchWorkload(b, db.setup(b), impl, workers)
+				})
+			}
 		}
 	}
+}
+
+// benchWorkload runs b.N feature runs on the side impl of e, on workers
+// goroutines.
+func benchWorkload(b *testing.B, e backend, impl string, workers int) {
+	st, io := e.store(impl)
+	// Same seeds for every side, so all write the same data;
+	// a fresh key per run, so no run replays an earlier one.
+	prefix := randomHex(8) + "/"
+	runs := make([][]workload.Step, b.N)
+	for i := range runs {
+		runs[i] = workload.Generate(int64(i), prefix+strconv.Itoa(i))
+	}
+	ctx := b.Context()
+	// A run per worker first, untimed, so that every connection
+	// the runs will use is open and has prepared its statements.
+	warmUp := make([][]workload.Step, workers)
+	for i := range warmUp {
+		warmUp[i] = workload.Generate(int64(i), prefix+"warm-up/"+strconv.Itoa(i))
+	}
+	if err := runConcurrently(ctx, st, warmUp, workers); err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+	b.ReportAllocs()
+	runtime.GC()
+	start := startClient(io)
+	b.ResetTimer()
+	err := runConcurrently(ctx, st, runs, workers)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start.report(b, b.N)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "runs/s")
 }
 
 // runConcurrently executes runs on workers goroutines, the steps of each run

@@ -1,16 +1,22 @@
 // Command benchmd turns the CSV that benchstat prints for the benchmarks of
-// package bench, with the impl key as columns (pgx first, as the base, then
-// repository and naive), into the Markdown tables of BENCHMARKS.md.
+// package bench, with the impl key as columns (the baseline first, as the
+// base, then repository and, on PostgreSQL, naive), into the Markdown
+// tables of BENCHMARKS.md.
 //
 // Usage:
 //
-//	benchstat -format csv -col '/impl@(pgx repository naive)' results.txt | benchmd
+//	benchstat -format csv -col '/impl@(pgx repository naive)' bench.txt | benchmd
+//	benchstat -format csv -col '/impl@(mysql repository)' bench-mariadb.txt | benchmd -base mysql -db MariaDB
+//
+// With -base other than pgx it prints the tables of the writes and the
+// workload on the database -db names, which has no naive side.
 package main
 
 import (
 	"bufio"
 	"encoding/csv"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,8 +36,9 @@ type cell struct {
 }
 
 // row is one benchmark in one unit: each side, and benchstat's comparison
-// of the repository with pgx. naive is zero where that side has no
-// samples, as in BenchmarkAppendScaling.
+// of the repository with the baseline, which pgx holds whatever its impl.
+// naive is zero where that side has no samples, as in
+// BenchmarkAppendScaling and on databases other than PostgreSQL.
 type row struct {
 	pgx, repo, naive cell
 	delta            string // benchstat's "vs base" and P columns
@@ -42,9 +49,17 @@ type row struct {
 type results map[string]map[string]row
 
 func main() {
-	res, order, err := parse(os.Stdin)
+	base := flag.String("base", "pgx", "the baseline's impl, the first column")
+	db := flag.String("db", "", "the database, named in the headings, when the baseline is not pgx")
+	flag.Parse()
+	res, order, err := parse(os.Stdin, *base)
 	if err == nil {
-		err = write(os.Stdout, res, order)
+		p := &printer{w: os.Stdout, res: res, base: *base}
+		if *base == "pgx" {
+			err = p.postgres(order)
+		} else {
+			err = p.other(order, *db)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmd:", err)
@@ -52,12 +67,17 @@ func main() {
 	}
 }
 
-var procsSuffix = regexp.MustCompile(`-\d+$`)
+// procsSuffix is the GOMAXPROCS suffix of a benchmark's name, and dbKey
+// its database key, which a table of one database need not repeat.
+var (
+	procsSuffix = regexp.MustCompile(`-\d+$`)
+	dbKey       = regexp.MustCompile(`/db=[^/]+`)
+)
 
 // parse reads benchstat's CSV: blocks, one per unit, each with a header of
 // the column values, a header of units, and a row per benchmark. It returns
 // the benchmark names in the order benchstat printed them.
-func parse(r io.Reader) (results, []string, error) {
+func parse(r io.Reader, base string) (results, []string, error) {
 	res := make(results)
 	var order []string
 	var unit string
@@ -72,9 +92,9 @@ func parse(r io.Reader) (results, []string, error) {
 			return nil, nil, fmt.Errorf("%q: %w", line, err)
 		}
 		switch {
-		case fields[0] == "" && len(fields) > 1 && fields[1] == "pgx":
-			if len(fields) < 8 || fields[3] != "repository" || fields[7] != "naive" {
-				return nil, nil, fmt.Errorf("want columns pgx, repository then naive, got %q", line)
+		case fields[0] == "" && len(fields) > 1 && fields[1] == base:
+			if len(fields) < 4 || fields[3] != "repository" || (base == "pgx" && (len(fields) < 8 || fields[7] != "naive")) {
+				return nil, nil, fmt.Errorf("want columns %s, repository then, on PostgreSQL, naive, got %q", base, line)
 			}
 		case fields[0] == "":
 			unit = fields[1]
@@ -89,7 +109,7 @@ func parse(r io.Reader) (results, []string, error) {
 			for len(fields) < 9 {
 				fields = append(fields, "")
 			}
-			name := procsSuffix.ReplaceAllString(fields[0], "")
+			name := dbKey.ReplaceAllString(procsSuffix.ReplaceAllString(fields[0], ""), "")
 			pgx, err1 := parseCell(fields[1], fields[2])
 			repo, err2 := parseCell(fields[3], fields[4])
 			naive, err3 := parseCell(fields[7], fields[8])
@@ -113,23 +133,27 @@ func parseCell(median, ci string) (cell, error) {
 	return cell{median: v, ci: ci}, err
 }
 
-func write(w io.Writer, res results, order []string) error {
-	times := res["sec/op"]
+// group returns the benchmarks of order whose names start with prefix
+// and that have times.
+func (p *printer) group(order []string, prefix string) []string {
+	var names []string
+	for _, n := range order {
+		if strings.HasPrefix(n, prefix) {
+			if _, ok := p.res["sec/op"][n]; ok {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+// postgres prints the tables of the PostgreSQL benchmarks.
+func (p *printer) postgres(order []string) error {
+	times := p.res["sec/op"]
 	if len(times) == 0 {
 		return errors.New("no sec/op results")
 	}
-	group := func(prefix string) []string {
-		var names []string
-		for _, n := range order {
-			if strings.HasPrefix(n, prefix) {
-				if _, ok := times[n]; ok {
-					names = append(names, n)
-				}
-			}
-		}
-		return names
-	}
-	p := &printer{w: w, res: res}
+	group := func(prefix string) []string { return p.group(order, prefix) }
 
 	p.f("## Writes, happy path\n\n")
 	p.f("Each op inserts a row or moves one to a new state: one statement.\n\n")
@@ -179,10 +203,39 @@ func write(w io.Writer, res results, order []string) error {
 	return p.err
 }
 
+// other prints the tables of the writes and the workload on db, which
+// has no naive side.
+func (p *printer) other(order []string, db string) error {
+	if len(p.res["sec/op"]) == 0 {
+		return errors.New("no sec/op results")
+	}
+	p.f("## %s: writes, happy path\n\n", db)
+	p.f("Each op inserts a row or moves one to a new state: one statement.\n\n")
+	p.writes(p.group(order, "Write/"), "Write/")
+	p.f("\n## %s: writes, replay path\n\n", db)
+	p.f("Each op finds the row as asked: a create with an existing ID is one INSERT that changes nothing; a transition to the state the row is in, or an append of values already present, is the guarded UPDATE that changes no row, then the SELECT … LOCK IN SHARE MODE that reads why.\n\n")
+	p.writes(p.group(order, "Replay/"), "Replay/")
+	p.f("\n## %s: whole workload\n\n", db)
+	p.f("One op is one simulated feature run of 80 steps, as on PostgreSQL.\n\n")
+	p.f("| workers | %[1]s time/run | repository time/run | ratio | %[1]s runs/s | repository runs/s | client CPU/run %[1]s | client CPU/run repository | CPU ratio | allocs/run %[1]s | allocs/run repository |\n", p.base)
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range p.group(order, "Workload/") {
+		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
+			p.plain("runs/s", n, true), p.plain("runs/s", n, false),
+			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
+			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false))
+	}
+	return p.err
+}
+
 type printer struct {
 	w   io.Writer
 	res results
-	err error
+	// base is the baseline's impl.
+	base string
+	err  error
 }
 
 func (p *printer) f(format string, args ...any) {
@@ -191,19 +244,32 @@ func (p *printer) f(format string, args ...any) {
 	}
 }
 
-// writes prints the table of the write benchmarks names.
+// writes prints the table of the write benchmarks names, with the naive
+// side's columns where the baseline is pgx.
 func (p *printer) writes(names []string, prefix string) {
-	p.f("| operation | pgx | repository | ratio | ≤ %.2fx | benchstat (repository vs pgx) | naive | ratio vs naive | client CPU pgx | client CPU repository | CPU ratio | allocs/op pgx | allocs/op repository | B/op pgx | B/op repository | sent B/op pgx / repository |\n", target)
-	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	naive := p.base == "pgx"
+	b := p.base
+	p.f("| operation | %s | repository | ratio | ≤ %.2fx | benchstat (repository vs %s) |", b, target, b)
+	if naive {
+		p.f(" naive | ratio vs naive |")
+	}
+	p.f(" client CPU %[1]s | client CPU repository | CPU ratio | allocs/op %[1]s | allocs/op repository | B/op %[1]s | B/op repository | sent B/op %[1]s / repository |\n", b)
+	p.f("|---|---|---|---|---|---|")
+	if naive {
+		p.f("---|---|")
+	}
+	p.f("---|---|---|---|---|---|---|---|\n")
 	for _, n := range names {
 		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
 		ok := "no"
 		if t.pgx.median > 0 && t.repo.median/t.pgx.median <= target {
 			ok = "yes"
 		}
-		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
-			strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx), ok, t.delta,
-			duration(t.naive), ratio(t.repo, t.naive),
+		p.f("| %s | %s | %s | %s | %s | %s |", strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx), ok, t.delta)
+		if naive {
+			p.f(" %s | %s |", duration(t.naive), ratio(t.repo, t.naive))
+		}
+		p.f(" %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
 			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
 			p.plain("B/op", n, true), p.plain("B/op", n, false),
