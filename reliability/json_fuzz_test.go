@@ -90,12 +90,7 @@ func TestStoredJSONSeedsOnServers(t *testing.T) {
 	for _, d := range servers {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			db := d.Open(t)
-			ctx := t.Context()
-			if err := migrate.Up(ctx, db); err != nil {
-				t.Fatalf("migrate: %v", err)
-			}
-			repo := repository.New(db)
+			ctx, _, repo := freshRepo(t, d.Open)
 			for name, seed := range seeds {
 				t.Run(name, func(t *testing.T) { checkStoredJSON(t, ctx, repo, seed.raw, seed.s) })
 			}

@@ -337,12 +337,7 @@ func TestMemoryAppendCorpusOnServers(t *testing.T) {
 	for _, d := range servers {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			db := d.Open(t)
-			ctx := t.Context()
-			if err := migrate.Up(ctx, db); err != nil {
-				t.Fatalf("migrate: %v", err)
-			}
-			repo := repository.New(db)
+			ctx, db, repo := freshRepo(t, d.Open)
 			for name, data := range corpus {
 				t.Run(name, func(t *testing.T) { checkAppends(t, ctx, db, repo, data) })
 			}
