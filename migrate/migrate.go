@@ -49,8 +49,8 @@ func Models() []any {
 // lose rows.
 //
 // On MariaDB it first refuses a server other than MariaDB 10.11 or later,
-// and a connection that does not parse times (parseTime=true) or does not
-// use utf8mb4. It then sends the statements of migrate/sql/mariadb that
+// and a connection that does not parse times (parseTime=true), does not
+// use utf8mb4 or is not in a strict SQL mode. It then sends the statements of migrate/sql/mariadb that
 // the schema lacks, holding a named lock (GET_LOCK) on one connection.
 // MariaDB commits each DDL statement on its own, so Up is not one
 // transaction there: each statement creates one whole table, atomically,

@@ -107,6 +107,9 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 		return nil
 	}
 	err = r.transition(ctx, r.dialect.AppendMemories, []any{string(values), r.now(), runID.String()}, string(models.RunRunning), "new memories")
+	if err != nil && r.dialect.TooLarge != nil && r.dialect.TooLarge(err) {
+		err = &InputError{Field: "memories", Reason: "the run's memories would grow past the largest value the database builds: " + err.Error()}
+	}
 	return wrapf(op, runID, err)
 }
 

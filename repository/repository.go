@@ -40,7 +40,8 @@ type Repository struct {
 // with another database every method returns an error saying so. SQLite
 // must enforce foreign keys (_foreign_keys=on, or PRAGMA foreign_keys = ON
 // on every connection), and MariaDB connections must parse times
-// (parseTime=true) and use utf8mb4; migrate.Up checks that they do.
+// (parseTime=true), use utf8mb4 and a strict sql_mode; migrate.Up checks
+// that they do.
 //
 // On a DryRun session (gorm.Session{DryRun: true}) nothing is sent: every
 // method checks its arguments and runs its statements through the callback

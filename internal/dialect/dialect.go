@@ -67,6 +67,11 @@ type Dialect struct {
 	// stopped.
 	Bound   func(query string, left time.Duration) string
 	Expired func(err error) bool
+	// TooLarge recognises the error of a statement that would make a
+	// value larger than the database builds (MariaDB's
+	// max_allowed_packet), which changed nothing; nil where the limit is
+	// beyond what the package's own limits let a value reach.
+	TooLarge func(err error) bool
 
 	// Migrate brings the schema of models up to date, as migrate.Up
 	// documents; files holds the database's own files of migrate/sql.

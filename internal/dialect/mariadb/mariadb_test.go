@@ -44,6 +44,7 @@ func TestUpRefusesSettingsThatLoseData(t *testing.T) {
 		"without parseTime": {func(c *mysql.Config) { c.ParseTime = false }, "parseTime=true"},
 		"latin1":            {func(c *mysql.Config) { c.Params = map[string]string{"charset": "latin1"} }, "charset=utf8mb4"},
 		"utf8mb3":           {func(c *mysql.Config) { c.Params = map[string]string{"charset": "utf8mb3"} }, "charset=utf8mb4"},
+		"not strict":        {func(c *mysql.Config) { c.Params = map[string]string{"sql_mode": "'NO_ENGINE_SUBSTITUTION'"} }, "STRICT_TRANS_TABLES"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := mariadb.Config(dbtest.MariaDBDSN())
@@ -137,4 +138,41 @@ func TestDeadlockedStatementIsSentAgain(t *testing.T) {
 	require.ErrorAs(t, err, &myErr)
 	assert.Equal(t, uint16(1213), myErr.Number)
 	assert.Equal(t, 1, sent, "not sent again inside a transaction")
+}
+
+// TestMemoriesPastMaxAllowedPacket appends memories until the run's array
+// would pass max_allowed_packet, which MariaDB's append builds as one
+// string: the append that would pass it is refused as ErrInvalidInput,
+// naming the memories, and leaves them as they were.
+func TestMemoriesPastMaxAllowedPacket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping under -short: writes max_allowed_packet of memories")
+	}
+	db := dbtest.MariaDB(t)
+	require.NoError(t, migrate.Up(t.Context(), db))
+	var limit int
+	require.NoError(t, db.Raw("SELECT @@max_allowed_packet").Scan(&limit).Error)
+	repo := repository.New(db)
+	run, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{ID: uuid.New(), Phase: "plan"})
+	require.NoError(t, err)
+	value := strings.Repeat("m", 4<<20)
+	var stored []byte
+	for i := 0; ; i++ {
+		require.Less(t, i, limit/len(value)+2, "an append past max_allowed_packet was accepted")
+		before, err := repo.GetFeatureRun(t.Context(), run)
+		require.NoError(t, err)
+		stored = before.Memories
+		err = repo.UpdateFeatureRunMemories(t.Context(), run, []any{fmt.Sprint(i, value)})
+		if err == nil {
+			continue
+		}
+		var inErr *repository.InputError
+		require.ErrorAs(t, err, &inErr)
+		assert.ErrorIs(t, err, repository.ErrInvalidInput)
+		assert.Equal(t, "memories", inErr.Field)
+		break
+	}
+	after, err := repo.GetFeatureRun(t.Context(), run)
+	require.NoError(t, err)
+	assert.Equal(t, len(stored), len(after.Memories), "the refused append changed nothing")
 }

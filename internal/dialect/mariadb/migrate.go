@@ -82,18 +82,25 @@ func lockTimeout(ctx context.Context) int {
 
 // check refuses a server other than a MariaDB the package supports, and a
 // connection whose settings would lose data: one that does not parse
-// DATETIME columns as times (parseTime=true), or whose character set is
-// not utf8mb4, which holds every character the package stores.
+// DATETIME columns as times (parseTime=true), that is not in a strict SQL
+// mode, or whose character set is not utf8mb4, which holds every
+// character the package stores.
 func check(db *gorm.DB) error {
 	var row struct {
 		Version string
 		Charset string
+		SQLMode string
 	}
-	if err := db.Raw("SELECT VERSION() AS version, @@character_set_connection AS charset").Scan(&row).Error; err != nil {
+	if err := db.Raw("SELECT VERSION() AS version, @@character_set_connection AS charset, @@sql_mode AS sql_mode").Scan(&row).Error; err != nil {
 		return err
 	}
 	if err := Supported(row.Version); err != nil {
 		return err
+	}
+	// Without a strict mode MariaDB stores what does not fit as something
+	// else, with a warning, where the package needs the statement to fail.
+	if !strings.Contains(row.SQLMode, "STRICT_TRANS_TABLES") && !strings.Contains(row.SQLMode, "STRICT_ALL_TABLES") {
+		return fmt.Errorf("the connection's sql_mode %q is not strict: keep MariaDB's default STRICT_TRANS_TABLES", row.SQLMode)
 	}
 	if row.Charset != "utf8mb4" {
 		return fmt.Errorf("the connection's character set is %s: open MariaDB with charset=utf8mb4, which holds every character", row.Charset)
