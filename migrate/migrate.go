@@ -50,8 +50,9 @@ func Models() []any {
 //
 // On MariaDB it first refuses a server other than MariaDB 10.11 or later,
 // and a connection that does not parse times (parseTime=true), does not
-// use utf8mb4 or is not in a strict SQL mode. It then sends the statements of migrate/sql/mariadb that
-// the schema lacks, holding a named lock (GET_LOCK) on one connection.
+// use utf8mb4 or is not in a strict SQL mode. It then sends the
+// statements of migrate/sql/mariadb that the schema lacks, holding a named
+// lock (GET_LOCK) on one connection.
 // MariaDB commits each DDL statement on its own, so Up is not one
 // transaction there: each statement creates one whole table, atomically,
 // and an interrupted Up leaves some tables made and the rest missing,
