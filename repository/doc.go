@@ -4,8 +4,9 @@
 //
 // Three mechanisms keep that promise:
 //
-//   - Creates are INSERT … ON CONFLICT DO NOTHING on a caller-chosen primary
-//     key. Derive keys with StableID from what identifies the work, so that a
+//   - Creates are INSERT … ON CONFLICT DO NOTHING (on MariaDB, GORM's
+//     ON DUPLICATE KEY UPDATE id=id) on a caller-chosen primary key.
+//     Derive keys with StableID from what identifies the work, so that a
 //     re-executed step finds the row its first execution wrote; the first
 //     write's data is kept.
 //   - Transitions are guarded in the UPDATE's WHERE clause. Repeating one is a

@@ -10,8 +10,11 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// inserts are the creates' INSERT … ON CONFLICT DO NOTHING statements,
-// built by GORM for the Repository's database when the Repository is made,
+// inserts are the creates' INSERT … ON CONFLICT DO NOTHING statements
+// (clause.OnConflict{DoNothing: true}, which GORM renders on MariaDB as
+// ON DUPLICATE KEY UPDATE id=id, never INSERT IGNORE, which would turn a
+// missing parent into a warning), built by GORM for the Repository's
+// database when the Repository is made,
 // so that a create costs no statement building. Every column is a bind
 // variable, NULL included, so one text serves every call; UUIDs bind as
 // text, which every driver sends as is.
