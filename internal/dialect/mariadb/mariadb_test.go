@@ -174,5 +174,5 @@ func TestMemoriesPastMaxAllowedPacket(t *testing.T) {
 	}
 	after, err := repo.GetFeatureRun(t.Context(), run)
 	require.NoError(t, err)
-	assert.Equal(t, len(stored), len(after.Memories), "the refused append changed nothing")
+	assert.Len(t, after.Memories, len(stored), "the refused append changed nothing")
 }
