@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -271,14 +269,9 @@ func (k kills) String() string {
 
 // openQuietMariaDB opens a fresh MariaDB database whose pool does not log:
 // go-sql-driver/mysql logs every dead connection it finds, which the chaos
-// makes by the thousand (the test counts the failures they cause). A connector takes
-// the driver's logger when it is opened, so other pools keep theirs.
-func openQuietMariaDB(t *testing.T) *gorm.DB {
-	if err := mysql.SetLogger(&mysql.NopLogger{}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = mysql.SetLogger(log.New(os.Stderr, "[mysql] ", log.Ldate|log.Ltime|log.Lshortfile)) }()
-	return dbtest.MariaDB(t)
+// makes by the thousand (the test counts the failures they cause).
+func openQuietMariaDB(t testing.TB) *gorm.DB {
+	return dbtest.MariaDBWith(t, func(c *mysql.Config) { c.Logger = &mysql.NopLogger{} })
 }
 
 // chaos calls kill every few milliseconds until stopped. stop ends the
