@@ -19,6 +19,10 @@ type Repository struct {
 	db      *gorm.DB
 	dialect *dialect.Dialect
 	inserts *inserts
+	// step is the workflow step the writes are made at, set by AtStep;
+	// zero for unfenced writes.
+	step   int64
+	atStep bool
 	// err is why the Repository cannot work, if it cannot: every method
 	// returns it.
 	err error
@@ -77,8 +81,33 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // (ErrInvalidInput) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, err: r.err})
+		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, step: r.step, atStep: r.atStep, err: r.err})
 	})
+}
+
+// AtStep returns a Repository that works as r does, through the same
+// *gorm.DB, but whose writes are made at step: a number that grows along
+// the workflow's history, such as the step's position in its run (DBOS's
+// step ID, Inngest's step index, a Temporal activity's position passed in
+// by the workflow) or the engine's deterministic time for the step
+// (Temporal's workflow.Now in nanoseconds).
+//
+// Only the two moves that can take a row back are fenced by it:
+// [Repository.UpdateFeatureRunPhase] and [Repository.UpdateSandboxStatus].
+// A fenced move at step n on a row a move at a later step has already
+// changed (the row's step is greater than n) changes nothing and returns
+// nil: a later step superseded it, as when a zombie attempt of an earlier
+// step writes after later steps ran. Otherwise the move follows its usual
+// rules, and when it changes the row or finds it already as asked, the
+// row's step becomes n if n is greater. Every other write, and every read,
+// ignores step. Writes of a Repository without AtStep are unfenced: they
+// follow arrival order and never change a row's step.
+//
+// A step below 1 makes every write return an [*InputError] on "step".
+func (r *Repository) AtStep(step int64) *Repository {
+	c := *r
+	c.step, c.atStep = step, true
+	return &c
 }
 
 // now is the timestamp of a write: the db's NowFunc (time.Now unless the
