@@ -114,7 +114,7 @@ func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvoc
 	if err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
 	id, err := idOrNew(in.ID)
@@ -239,7 +239,7 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 	if err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()

@@ -46,7 +46,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	if err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
 	var expiresAt *time.Time
@@ -94,7 +94,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 	if err := checkName("ctaID", id); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()
@@ -120,7 +120,7 @@ func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit i
 	if limit < 1 || limit > MaxPageLimit {
 		return nil, fmt.Errorf(op, &InputError{Field: "limit", Reason: fmt.Sprintf("must be 1 to %d", MaxPageLimit)})
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return nil, fmt.Errorf(op, err)
 	}
 	now = now.UTC().Truncate(time.Microsecond)

@@ -39,7 +39,7 @@ func (r *Repository) CreateFeatureRun(ctx context.Context, in NewFeatureRun) (uu
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return uuid.Nil, fmt.Errorf("%s: %w", op, err)
 	}
 	id, err := idOrNew(in.ID)
@@ -63,11 +63,14 @@ func idOrNew(id uuid.UUID) (uuid.UUID, error) {
 	return uuid.NewV7()
 }
 
-var updatePhase = newGuardedUpdate("feature_runs", "phase = $1, updated_at = $2", "status = 'running' AND phase <> $1", "phase = $1")
+var updatePhase = newMove("feature_runs", "phase = $1", []string{"updated_at = $2"}, "status = 'running' AND phase <> $1", "phase = $1")
 
 // UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
 // run is already in changes nothing. The phase of a completed or failed run
-// is final: changing it returns ErrInvalidTransition.
+// is final: changing it returns [ErrInvalidTransition].
+//
+// Through [Repository.AtStep] the move is fenced: a move at a step earlier
+// than the run's last fenced move changes nothing and returns nil.
 func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID, phase string) error {
 	const op = "update feature run %s phase: %w"
 	if err := checkID("runID", runID); err != nil {
@@ -76,10 +79,10 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := checkName("phase", phase); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	err := r.transition(ctx, updatePhase[r.dialect], []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
+	err := r.move(ctx, updatePhase, []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
 	return wrapf(op, runID, err)
 }
 
@@ -100,7 +103,7 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
 	if len(memories) == 0 {
@@ -141,7 +144,7 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 	if err := checkText("message", message, MaxMessageBytes); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
 	t := r.now()

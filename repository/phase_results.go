@@ -33,7 +33,7 @@ func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (
 	); err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return uuid.Nil, fmt.Errorf(op, err)
 	}
 	id, err := idOrNew(in.ID)
@@ -84,7 +84,7 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 	if err := checkText("message", message, MaxMessageBytes); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, id, err)
 	}
 	t := r.now()

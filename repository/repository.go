@@ -124,6 +124,14 @@ func (r *Repository) start(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// startWrite is start for a write, which also checks the step AtStep set.
+func (r *Repository) startWrite(ctx context.Context) error {
+	if r.atStep && r.step < 1 {
+		return &InputError{Field: "step", Reason: fmt.Sprintf("%d is not a step: steps start at 1", r.step)}
+	}
+	return r.start(ctx)
+}
+
 // primaryHint is the statement setting by which gorm.io/plugin/dbresolver
 // (its dbresolver.Write clause) sends a statement to the primary even when
 // it is a SELECT. The Repository sets it on the reads that decide a

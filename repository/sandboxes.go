@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/models"
 )
 
@@ -41,7 +40,7 @@ func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) err
 	if err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
 	t := r.now()
@@ -70,8 +69,8 @@ var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 // updateSandbox holds, for each status, the guarded update that moves a
 // sandbox to it. Nothing moves to creating: its guard never matches, so
 // only a sandbox already creating is done.
-var updateSandbox = func() map[models.SandboxStatus]map[*dialect.Dialect]*dialect.Guard {
-	m := make(map[models.SandboxStatus]map[*dialect.Dialect]*dialect.Guard, len(sandboxSources))
+var updateSandbox = func() map[models.SandboxStatus]move {
+	m := make(map[models.SandboxStatus]move, len(sandboxSources))
 	for to, from := range sandboxSources {
 		guard := "FALSE"
 		if len(from) > 0 {
@@ -81,8 +80,8 @@ var updateSandbox = func() map[models.SandboxStatus]map[*dialect.Dialect]*dialec
 			}
 			guard = "status IN (" + strings.Join(in, ", ") + ")"
 		}
-		m[to] = newGuardedUpdate("sandboxes",
-			"status = $1, updated_at = $2, started_at = COALESCE(started_at, $3), stopped_at = COALESCE(stopped_at, $4)", guard, "status = $1")
+		m[to] = newMove("sandboxes", "status = $1",
+			[]string{"updated_at = $2", "started_at = COALESCE(started_at, $3)", "stopped_at = COALESCE(stopped_at, $4)"}, guard, "status = $1")
 	}
 	return m
 }()
@@ -90,7 +89,11 @@ var updateSandbox = func() map[models.SandboxStatus]map[*dialect.Dialect]*dialec
 // UpdateSandboxStatus moves a sandbox to status: from creating to running,
 // paused, stopped or failed; between running and paused; and from either to
 // stopped or failed. Setting the status the sandbox is in changes nothing.
-// Any other move, such as leaving stopped, returns ErrInvalidTransition.
+// Any other move, such as leaving stopped, returns [ErrInvalidTransition].
+//
+// Through [Repository.AtStep] every move, to stopped and failed too, is
+// fenced: a move at a step earlier than the sandbox's last fenced move
+// changes nothing and returns nil.
 func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, status models.SandboxStatus) error {
 	const op = "update sandbox %q status: %w"
 	if err := checkName("sandboxID", sandboxID); err != nil {
@@ -100,7 +103,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	if !ok {
 		return fmt.Errorf(op, sandboxID, &InputError{Field: "status", Reason: fmt.Sprintf("unknown sandbox status %q", status)})
 	}
-	if err := r.start(ctx); err != nil {
+	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, sandboxID, err)
 	}
 	t := r.now()
@@ -111,7 +114,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	if status.Terminal() {
 		stoppedAt = t
 	}
-	err := r.transition(ctx, updateSandbox[status][r.dialect], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
+	err := r.move(ctx, updateSandbox[status], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
 	return wrapf(op, sandboxID, err)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/internal/dialects"
@@ -12,12 +13,41 @@ import (
 // newGuardedUpdate returns a dialect.GuardedUpdate of table, rendered for
 // every supported database when the package loads.
 func newGuardedUpdate(table, set, where, done string) map[*dialect.Dialect]*dialect.Guard {
-	g := dialect.NewGuardedUpdate(table, set, where, done)
+	return render(dialect.NewGuardedUpdate(table, set, where, done))
+}
+
+// render renders g for every supported database.
+func render(g *dialect.GuardedUpdate) map[*dialect.Dialect]*dialect.Guard {
 	rendered := make(map[*dialect.Dialect]*dialect.Guard, len(dialects.All))
 	for _, d := range dialects.All {
 		rendered[d] = d.Guard(g)
 	}
 	return rendered
+}
+
+// move is a guarded update that can take a row back, which AtStep fences:
+// its unfenced and fenced forms (see dialect.NewFencedUpdate), rendered
+// for every supported database.
+type move struct {
+	unfenced, fenced map[*dialect.Dialect]*dialect.Guard
+}
+
+func newMove(table, set string, touch []string, where, done string) move {
+	return move{
+		unfenced: newGuardedUpdate(table, set+", "+strings.Join(touch, ", "), where, done),
+		fenced:   render(dialect.NewFencedUpdate(table, set, touch, where, done)),
+	}
+}
+
+// move runs m as transition does, fenced at r's step when r has one; vars
+// are those of the unfenced update, the row's ID last.
+func (r *Repository) move(ctx context.Context, m move, vars []any, to, detail string) error {
+	if !r.atStep {
+		return r.transition(ctx, m.unfenced[r.dialect], vars, to, detail)
+	}
+	id := vars[len(vars)-1]
+	vars = append(vars[:len(vars)-1:len(vars)-1], r.step, id)
+	return r.transition(ctx, m.fenced[r.dialect], vars, to, detail)
 }
 
 // maxAttempts bounds how often a transition runs again after the row kept

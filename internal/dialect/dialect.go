@@ -164,6 +164,45 @@ func NewGuardedUpdate(table, set, where, done string) *GuardedUpdate {
 	return g
 }
 
+// Step is the column in which a fenced update records the step of the
+// last fenced move of its row; NULL counts as 0.
+const Step = "COALESCE(step, 0)"
+
+// NewFencedUpdate returns the fenced form of the guarded update of table
+// that assigns set, and touch when it changes the row, under the guard
+// where, with the done predicate done: a move made at a workflow step, the
+// var after those of the unfenced update, which comes before the row's ID.
+//
+// A row whose step is greater than the move's was moved by a later step,
+// which superseded the move: the row is left as it is, and the outcome is
+// CodeDone. Otherwise the move follows the guard, and a row it changes, or
+// finds already as asked (done) at an earlier step, gets the move's step.
+// A row already as asked keeps every other column: touch, such as
+// updated_at, is assigned only where the guard matches, and set must
+// assign what a done row already holds. Every row the update matches is
+// thus a row it changes, as clientFoundRows needs.
+//
+// touch comes first in the SET list, as MariaDB evaluates a single-table
+// UPDATE's assignments from left to right, each seeing the ones before:
+// the guard it repeats must see the row as it was.
+func NewFencedUpdate(table, set string, touch []string, where, done string) *GuardedUpdate {
+	g := NewGuardedUpdate(table, set+", "+strings.Join(touch, ", "), where, done)
+	step := "$" + strconv.Itoa(g.Vars)
+	assign := make([]string, 0, len(touch)+2)
+	for _, t := range touch {
+		column, value, _ := strings.Cut(t, " = ")
+		assign = append(assign, column+" = CASE WHEN ("+where+") THEN "+value+" ELSE "+column+" END")
+	}
+	assign = append(assign, set, "step = "+step)
+	return &GuardedUpdate{
+		Table: table,
+		Set:   strings.Join(assign, ", "),
+		Where: Step + " <= " + step + " AND ((" + where + ") OR ((" + done + ") AND " + Step + " < " + step + "))",
+		Done:  Step + " > " + step + " OR (" + done + ")",
+		Vars:  g.Vars + 1,
+	}
+}
+
 // Update is the guarded UPDATE.
 func (g *GuardedUpdate) Update() string {
 	return "UPDATE " + g.Table + " SET " + g.Set + " WHERE " + g.Where + " AND id = " + g.ID()
@@ -173,9 +212,10 @@ func (g *GuardedUpdate) Update() string {
 func (g *GuardedUpdate) ID() string { return "$" + strconv.Itoa(g.Vars) }
 
 // Code is the outcome code of a row the update changed nothing of, as an
-// SQL expression over the row.
+// SQL expression over the row. The guard comes first: a fenced update's
+// guard matches some rows already as asked, whose step it would advance.
 func (g *GuardedUpdate) Code() string {
-	return "CASE WHEN " + g.Done + " THEN " + strconv.Itoa(CodeDone) + " WHEN " + g.Where + " THEN " + strconv.Itoa(CodeRetry) +
+	return "CASE WHEN " + g.Where + " THEN " + strconv.Itoa(CodeRetry) + " WHEN " + g.Done + " THEN " + strconv.Itoa(CodeDone) +
 		" ELSE " + StatusCode(g.Table, "status") + " END"
 }
 
