@@ -35,9 +35,10 @@ var ErrUnsupportedServer = errors.New("unsupported server")
 //
 // MariaDB commits each DDL statement on its own, so there is no one
 // transaction to roll an interrupted migration back. Each statement
-// creates one table, with its indexes and foreign keys, atomically: an
-// interrupted migration leaves some of the tables made and the others
-// missing, and the next one makes those.
+// either creates one table, with its indexes and foreign keys, or adds one
+// column to a table, atomically, and is sent only when its table or
+// column is missing: an interrupted migration leaves some statements made
+// and the others not, and the next one makes those.
 func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 	if err := check(db); err != nil {
 		return err
@@ -57,21 +58,35 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 			return fmt.Errorf("lock: another migration held %q too long", lockName)
 		}
 		defer conn.Exec("SELECT RELEASE_LOCK(?)", lockName)
-		var have []string
-		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&have).Error; err != nil {
+		var tables []string
+		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error; err != nil {
 			return err
 		}
+		var columns []column
+		if err := conn.Raw("SELECT table_name AS `table`, column_name AS `name` FROM information_schema.columns WHERE table_schema = DATABASE()").Scan(&columns).Error; err != nil {
+			return err
+		}
+		// A table this migration creates has none of the columns read
+		// here, so it gets every later ADD COLUMN of its own, as it must:
+		// its CREATE TABLE is the one of the version that first had it.
 		for _, s := range stmts {
-			if slices.Contains(have, s.table) {
+			if s.column == "" && slices.Contains(tables, s.table) ||
+				s.column != "" && slices.Contains(columns, column{s.table, s.column}) {
 				continue
 			}
 			if err := conn.Exec(s.sql).Error; err != nil {
+				if s.column != "" {
+					return fmt.Errorf("add column %s.%s: %w", s.table, s.column, err)
+				}
 				return fmt.Errorf("create table %s: %w", s.table, err)
 			}
 		}
 		return nil
 	})
 }
+
+// column is a column of a table.
+type column struct{ Table, Name string }
 
 func lockTimeout(ctx context.Context) int {
 	if d, ok := ctx.Deadline(); ok {
@@ -132,13 +147,23 @@ func Supported(version string) error {
 	return nil
 }
 
-// statement is one statement of a migration file: a CREATE TABLE.
-type statement struct{ table, sql string }
+// statement is one statement of a migration file: a CREATE TABLE of
+// table, or an ALTER TABLE that adds column to table.
+type statement struct{ table, column, sql string }
 
-var createTable = regexp.MustCompile("(?is)^CREATE TABLE IF NOT EXISTS `?(\\w+)`?")
+var (
+	createTable = regexp.MustCompile("(?is)^CREATE TABLE IF NOT EXISTS `?(\\w+)`?")
+	addColumn   = regexp.MustCompile("(?is)^ALTER TABLE `?(\\w+)`? ADD COLUMN IF NOT EXISTS `?(\\w+)`?\\s")
+	// anotherAlter finds a second change in an ALTER TABLE, which the
+	// catalog could show made when only the first was.
+	anotherAlter = regexp.MustCompile(`(?i),\s*(ADD|DROP|MODIFY|CHANGE|ALTER|RENAME)\b`)
+)
 
 // statements returns the statements of files' numbered migrations
-// (NNNNNN_name.up.sql), in order. Each must create one table.
+// (NNNNNN_name.up.sql), in order. Each must create one table
+// (CREATE TABLE IF NOT EXISTS) or add one column to a table (ALTER TABLE
+// … ADD COLUMN IF NOT EXISTS), so that migrate can tell from the catalog
+// whether it was made.
 func statements(files fs.FS) ([]statement, error) {
 	names, err := fs.Glob(files, "*.up.sql")
 	if err != nil {
@@ -156,11 +181,15 @@ func statements(files fs.FS) ([]statement, error) {
 			if s == "" {
 				continue
 			}
-			m := createTable.FindStringSubmatch(s)
-			if m == nil {
-				return nil, fmt.Errorf("%s: a statement that is not CREATE TABLE IF NOT EXISTS: %.60s", name, s)
+			if m := createTable.FindStringSubmatch(s); m != nil {
+				stmts = append(stmts, statement{table: m[1], sql: s})
+				continue
 			}
-			stmts = append(stmts, statement{table: m[1], sql: s})
+			if m := addColumn.FindStringSubmatch(s); m != nil && !anotherAlter.MatchString(s) {
+				stmts = append(stmts, statement{table: m[1], column: m[2], sql: s})
+				continue
+			}
+			return nil, fmt.Errorf("%s: a statement that neither creates a table (CREATE TABLE IF NOT EXISTS) nor adds one column (ALTER TABLE … ADD COLUMN IF NOT EXISTS): %.60s", name, s)
 		}
 	}
 	return stmts, nil

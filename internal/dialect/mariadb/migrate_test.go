@@ -1,0 +1,39 @@
+package mariadb
+
+import (
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStatements checks which statements a migration file may hold: each
+// creates one table or adds one column, in a form whose effect migrate can
+// read in the catalog.
+func TestStatements(t *testing.T) {
+	files := fstest.MapFS{
+		"000001_a.up.sql": {Data: []byte("-- tables\nCREATE TABLE IF NOT EXISTS `t` (\n\t`id` bigint NOT NULL\n);\n")},
+		"000002_b.up.sql": {Data: []byte("-- a column\nALTER TABLE `t` ADD COLUMN IF NOT EXISTS `c` decimal(10,2) NULL;\nALTER TABLE u ADD COLUMN IF NOT EXISTS d bigint NULL, ALGORITHM=INSTANT;\n")},
+		"schema.sql":      {Data: []byte("DROP TABLE t;\n")},
+	}
+	got, err := statements(files)
+	require.NoError(t, err)
+	assert.Equal(t, []statement{
+		{table: "t", sql: "CREATE TABLE IF NOT EXISTS `t` (\n\t`id` bigint NOT NULL\n)"},
+		{table: "t", column: "c", sql: "ALTER TABLE `t` ADD COLUMN IF NOT EXISTS `c` decimal(10,2) NULL"},
+		{table: "u", column: "d", sql: "ALTER TABLE u ADD COLUMN IF NOT EXISTS d bigint NULL, ALGORITHM=INSTANT"},
+	}, got)
+
+	for _, s := range []string{
+		"CREATE TABLE `t` (`id` bigint)",
+		"ALTER TABLE `t` ADD COLUMN `c` bigint NULL",
+		"ALTER TABLE `t` ADD COLUMN IF NOT EXISTS `c` bigint NULL, ADD COLUMN IF NOT EXISTS `d` bigint NULL",
+		"ALTER TABLE `t` ADD COLUMN IF NOT EXISTS `c` bigint NULL, DROP COLUMN `d`",
+		"ALTER TABLE `t` MODIFY `c` bigint NOT NULL",
+		"DROP TABLE `t`",
+	} {
+		_, err := statements(fstest.MapFS{"000001_a.up.sql": {Data: []byte(s + ";\n")}})
+		assert.Error(t, err, s)
+	}
+}
