@@ -51,12 +51,13 @@ func Models() []any {
 // On MariaDB it first refuses a server other than MariaDB 10.11 or later,
 // and a connection that does not parse times (parseTime=true), does not
 // use utf8mb4 or is not in a strict SQL mode. It then sends the
-// statements of migrate/sql/mariadb that the schema lacks, holding a named
-// lock (GET_LOCK) on one connection.
-// MariaDB commits each DDL statement on its own, so Up is not one
-// transaction there: each statement creates one whole table, atomically,
-// and an interrupted Up leaves some tables made and the rest missing,
-// which the next Up makes.
+// statements of migrate/sql/mariadb's numbered files that the schema
+// lacks, in order, holding a named lock (GET_LOCK) on one connection: a
+// CREATE TABLE when its table is missing, and an ALTER TABLE … ADD COLUMN
+// when its column is missing. MariaDB commits each DDL statement on its
+// own, so Up is not one transaction there: each statement creates one
+// whole table or adds one column, atomically, and an interrupted Up
+// leaves some statements made and the rest not, which the next Up makes.
 //
 // The files in migrate/sql hold the DDL Up sends, for teams that run their
 // own migration tool (see README.md).

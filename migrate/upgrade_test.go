@@ -357,15 +357,20 @@ func only(all map[string][]map[string]any, cols map[string]map[string]bool) map[
 }
 
 // physical returns where each table's rows are stored: SQLite's root page,
-// which a rebuilt table changes, or PostgreSQL's relation and file node,
-// which a table rewrite changes.
+// which a rebuilt table changes, PostgreSQL's relation and file node,
+// which a table rewrite changes, or InnoDB's table ID and tablespace,
+// which a table rebuild changes (an instant ADD COLUMN keeps both).
 func physical(t *testing.T, db *gorm.DB) map[string]string {
 	t.Helper()
 	var rows []struct{ Name, Storage string }
 	q := `SELECT name, CAST(rootpage AS TEXT) AS storage FROM sqlite_master WHERE type = 'table'`
-	if db.Dialector.Name() == "postgres" {
+	switch db.Dialector.Name() {
+	case "postgres":
 		q = `SELECT c.relname AS name, c.oid::text || '/' || c.relfilenode::text AS storage FROM pg_class c
 			JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'`
+	case "mysql":
+		q = `SELECT SUBSTRING_INDEX(name, '/', -1) AS name, CONCAT(table_id, '/', space) AS storage
+			FROM information_schema.innodb_sys_tables WHERE name LIKE CONCAT(DATABASE(), '/%')`
 	}
 	require.NoError(t, db.Raw(q).Scan(&rows).Error)
 	m := map[string]string{}

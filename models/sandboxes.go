@@ -25,6 +25,17 @@ type Sandbox struct {
 	StartedAt *time.Time
 	// StoppedAt is when the sandbox reached a terminal status.
 	StoppedAt *time.Time
+
+	// The fields below were added to a table already in use. They are
+	// last, as an existing table gets new columns at its end, so that a new
+	// table has its columns in the same order. Their columns are nullable
+	// and have no default, which every database adds to a table in place:
+	// rows written before the columns existed hold NULL.
+
+	// Step is the workflow step of the row's last fenced move (see
+	// repository.Repository.AtStep): NULL, read as nil, until one is made,
+	// and counted as step 0 by the fence until then.
+	Step *int64
 }
 
 // TableName returns the table of Sandbox rows.

@@ -1,6 +1,8 @@
 -- The whole schema, as migrate.Up makes it on an empty MariaDB. Up sends
--- the numbered files, one CREATE TABLE a table, each atomic, and each only
--- when its table is missing. Hand-written: see the README for the types.
+-- the numbered files instead: one CREATE TABLE a table, each sent only
+-- when its table is missing, then one ALTER TABLE a column added since,
+-- each sent only when its column is missing; every statement is atomic.
+-- Hand-written: see the README for the types.
 --
 -- IDs: UUIDs as CHAR(36) in ascii_bin (the text every driver binds, in
 -- byte order), names and string IDs in utf8mb4_nopad_bin, where "A" and
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS `feature_runs` (
 	`created_at` datetime(6) NOT NULL,
 	`updated_at` datetime(6) NOT NULL,
 	`completed_at` datetime(6) NULL,
+	`step` bigint NULL,
 	PRIMARY KEY (`id`),
 	INDEX `idx_feature_runs_created` (`created_at`, `id`),
 	INDEX `idx_feature_runs_status_created` (`status`, `created_at`, `id`)
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS `sandboxes` (
 	`updated_at` datetime(6) NOT NULL,
 	`started_at` datetime(6) NULL,
 	`stopped_at` datetime(6) NULL,
+	`step` bigint NULL,
 	PRIMARY KEY (`id`),
 	INDEX `idx_sandboxes_live` (`status`),
 	INDEX `idx_sandboxes_run_created` (`feature_run_id`, `created_at`),
