@@ -51,8 +51,9 @@ func testTaggingStep(t testing.TB) {
 }
 
 // Testing a workflow's steps: RequireReplaySafe runs them once, then twice
-// each, on 8 goroutines each, and crashed after each, and fails the test
-// when a database differs from the clean run's.
+// each, on 8 goroutines each, crashed after each, and each once more after
+// the last, as a zombie, and fails the test when a database differs from
+// the clean run's.
 func Example() {
 	runTest(testFeatureSteps)
 	runTest(testTaggingStep)
@@ -64,6 +65,7 @@ func Example() {
 	//         phase    "plan!"     "plan!!"
 	// FAIL: persistencetest: not replay-safe when each step runs on 8 goroutines at once: after step 5 of 5, "tag", ran on 8 goroutines, the database differs from the clean run's in 1 row:
 	// FAIL: persistencetest: not replay-safe when a crash after a step's writes resumes at that step: crashed after step 5 of 5, "tag", and after it ran again, the database differs from the clean run's in 1 row:
+	// FAIL: persistencetest: not replay-safe when each step runs again as a zombie, after the last step: step 5 of 5, "tag", ran again after the last step, the database differs from the clean run's in 1 row:
 }
 
 // runTest runs test as go test would, and prints what it reports: the

@@ -11,6 +11,10 @@ type config struct {
 	// replayFromStart adds the mode that replays every step from the first
 	// after a crash.
 	replayFromStart bool
+	// noZombies leaves out the zombie mode.
+	noZombies bool
+	// fence gives each step's Run the Repository at the step's position.
+	fence bool
 	// exact compares every column as stored.
 	exact bool
 	// times are the time columns compared by value.
@@ -38,6 +42,29 @@ func newConfig(opts []Option) config {
 // [repository.ErrInvalidTransition]).
 func ReplayFromStart() Option {
 	return func(c *config) { c.replayFromStart = true }
+}
+
+// FenceSteps makes [RequireReplaySafe] give each step's Run
+// repo.AtStep(i), where i is the step's position in steps (1, 2, …), in
+// every mode, as a workflow on a durable engine passes each step's ID or
+// position to [repository.Repository.AtStep]. A fenced move that a later
+// step superseded then changes nothing, which the zombie mode requires of
+// a workflow whose steps move a run's phase or a sandbox's status back
+// and forth. Without it, each step gets the Repository as it is, unfenced.
+// Steps that call AtStep themselves, with their position, need not set it.
+func FenceSteps() Option {
+	return func(c *config) { c.fence = true }
+}
+
+// NoZombies leaves out the zombie mode of [RequireReplaySafe], in which
+// each step runs once more after the last step. Leave it on unless the
+// engine never runs a step after a later one began: one that ends every
+// attempt of a step it gave up on, and waits for its writes to end,
+// before it retries the step or moves on. Steps that fail the mode are
+// fixed by fencing them ([FenceSteps], or [repository.Repository.AtStep]
+// in the steps), not by this option.
+func NoZombies() Option {
+	return func(c *config) { c.noZombies = true }
 }
 
 // CompareTimes compares the named time columns, each "column" (in every

@@ -18,9 +18,11 @@ type Step struct {
 	// Name identifies the step in failure messages.
 	Name string
 	// Run executes the step's writes through repo. It is called any
-	// number of times, concurrently too, as an engine may. What it needs
-	// from earlier steps, or from an engine's memoised clock or random
-	// values, it should capture as a fixed input.
+	// number of times, concurrently too, and after later steps ran, as an
+	// engine and its zombies may. What it needs from earlier steps, or
+	// from an engine's memoised clock or random values, it should capture
+	// as a fixed input. repo is unfenced, or with [FenceSteps] at the
+	// step's position.
 	Run func(ctx context.Context, repo *repository.Repository) error
 }
 
@@ -41,23 +43,37 @@ const copies = 8
 //   - for each step k, the run crashes after step k's writes and resumes at
 //     step k, which runs again, as engines that memoise finished steps do
 //     (DBOS, Inngest, Temporal activities);
+//   - the zombie mode: for each step k, the steps run to the end, then step
+//     k runs once more, as a zombie would: an attempt of the step that the
+//     engine gave up on (a timed-out activity, a cancelled statement) but
+//     that still writes after the later steps ran. The error it returns,
+//     if any, is ignored, since nobody awaits it. Steps that move a run's
+//     phase or a sandbox's status back and forth pass it only fenced, by
+//     [repository.Repository.AtStep]: see [FenceSteps]. [NoZombies] leaves
+//     the mode out;
 //   - with [ReplayFromStart], for each step k, the run crashes after step
 //     k's writes and replays from the first step.
 //
-// After each step of the first two modes, and after the step run again
-// and at the end of the others, the database must equal the clean run's
-// at the same point, as [Diff] compares them: every column of the five
-// tables, times only as set or unset and IDs the package generated only as
-// generated (see [Snapshot]). Every execution of a step must return nil.
-// The message of a failure names the mode, the step, and the first rows
-// that differ, the clean run's beside the mode's. Each mode stops at its
-// first failure; tb fails once every mode ran.
+// After each step of the first two modes, after the step run again in the
+// crash modes, after the zombie, and at the end of every mode, the
+// database must equal the clean run's at the same point, as [Diff]
+// compares them: every column of the five tables, times only as set or
+// unset and IDs the package generated only as generated (see [Snapshot]).
+// Every execution of a step but a zombie's must return nil. The message of
+// a failure names the mode, the step, and the first rows that differ, the
+// clean run's beside the mode's. Each mode stops at its first failure; tb
+// fails once every mode ran.
+//
+// Each step's Run gets a Repository on the mode's database: unfenced, or,
+// with [FenceSteps], at the step's position in steps (1, 2, …), in every
+// mode.
 //
 // open must return a fresh, migrated database each time it is called, as
 // [Open] does, or a closure calling [OpenPostgres]. RequireReplaySafe
 // closes the idle connections of each database when done with it, so that
 // a server is not left holding connections for every crash point.
-// Options: [ReplayFromStart], [CompareTimes], [OfRun].
+// Options: [FenceSteps], [NoZombies], [ReplayFromStart], [CompareTimes],
+// [OfRun].
 func RequireReplaySafe(tb testing.TB, open func(testing.TB) *gorm.DB, steps []Step, opts ...Option) {
 	tb.Helper()
 	r := &replayer{tb: tb, ctx: tb.Context(), open: open, steps: steps, cfg: newConfig(opts), opts: opts}
@@ -65,6 +81,9 @@ func RequireReplaySafe(tb testing.TB, open func(testing.TB) *gorm.DB, steps []St
 		tb.Fatalf("%s", msg)
 	}
 	modes := []func() string{r.twice, r.concurrently, r.crashAndResume}
+	if !r.cfg.noZombies {
+		modes = append(modes, r.zombies)
+	}
 	if r.cfg.replayFromStart {
 		modes = append(modes, r.crashAndReplay)
 	}
@@ -110,13 +129,17 @@ func (r *replayer) snapshot(db *gorm.DB) Snapshot {
 }
 
 // run executes step i, turning a panic into an error so that a broken step
-// fails the test with a message rather than killing it.
+// fails the test with a message rather than killing it. With FenceSteps,
+// the step's writes are made at its position.
 func (r *replayer) run(repo *repository.Repository, i int) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
+	if r.cfg.fence {
+		repo = repo.AtStep(int64(i) + 1)
+	}
 	return r.steps[i].Run(r.ctx, repo)
 }
 
@@ -138,14 +161,23 @@ func (r *replayer) step(i int) string {
 	return fmt.Sprintf("step %d of %d, %q", i+1, len(r.steps), r.steps[i].Name)
 }
 
+// advice closes the message of a failure that shows differing rows.
+const advice = "A replay-safe step leaves the same rows however often it runs: derive IDs with repository.StableID from the step's input, take every value from that input rather than from the clock or a random source, and write only through the Repository, whose writes are safe to repeat."
+
 // failure is the message of a failed mode.
 func (r *replayer) failure(mode, what string, d Differences) string {
+	return r.failureAs(mode, what, d, "replay", advice)
+}
+
+// failureAs is the message of a failed mode, whose database is headed
+// gotName beside the clean run's, closed by advice when rows differ.
+func (r *replayer) failureAs(mode, what string, d Differences, gotName, advice string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "persistencetest: not replay-safe when %s: %s", mode, what)
 	if d != nil {
 		fmt.Fprintf(&b, ", the database differs from the clean run's in %s:\n", plural(len(d), "row"))
-		b.WriteString(d.Describe("clean run", "replay", 3))
-		b.WriteString("A replay-safe step leaves the same rows however often it runs: derive IDs with repository.StableID from the step's input, take every value from that input rather than from the clock or a random source, and write only through the Repository, whose writes are safe to repeat.")
+		b.WriteString(d.Describe("clean run", gotName, 3))
+		b.WriteString(advice)
 	}
 	return b.String()
 }
@@ -208,6 +240,54 @@ func (r *replayer) crashAndReplay() string {
 		}
 	}
 	return ""
+}
+
+// zombieMode names the zombie mode in failure messages.
+const zombieMode = "each step runs again as a zombie, after the last step"
+
+// zombies is the zombie mode: for each step k, the steps run to the end,
+// then step k once more.
+func (r *replayer) zombies() string {
+	for k := range r.steps {
+		// Before the first zombie, the database is compared after every
+		// step, so that a step that differs on a database of its own is
+		// named; before the others, it is compared at the end only.
+		if msg := r.zombie(k, k == 0); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+func (r *replayer) zombie(k int, everyStep bool) string {
+	db, repo, release := r.database()
+	defer release()
+	last := len(r.steps) - 1
+	for i := range r.steps {
+		if err := r.run(repo, i); err != nil {
+			return r.failure(zombieMode, fmt.Sprintf("before %s, ran again, %s, returned: %v", r.step(k), r.step(i), err), nil)
+		}
+		if everyStep || i == last {
+			if d := r.compare(db, i+1); d != nil {
+				return r.failure(zombieMode, fmt.Sprintf("before any zombie, after %s", r.step(i)), d)
+			}
+		}
+	}
+	// The engine gave up on the zombie: nobody sees what it returns.
+	_ = r.run(repo, k)
+	if d := r.compare(db, len(r.steps)); d != nil {
+		return r.failureAs(zombieMode, fmt.Sprintf("%s, ran again after the last step", r.step(k)), d, "zombie", r.zombieAdvice())
+	}
+	return ""
+}
+
+// zombieAdvice closes the message of a zombie that changed the database.
+func (r *replayer) zombieAdvice() string {
+	const leave = "A zombie must leave the rows as the later steps left them: write only through the Repository, from the step's input"
+	if !r.cfg.fence {
+		return leave + ", and make each step's writes through repo.AtStep(n), n the step's position in the workflow or the engine's step ID, so that a phase or sandbox move that a later step superseded changes nothing (FenceSteps() does that here)."
+	}
+	return leave + "; at its step, a phase or sandbox move that a later step superseded changes nothing, and the Repository's other writes never take a row back. A step that calls AtStep itself must pass its own position."
 }
 
 // crashAt runs the steps up to k, crashes, and runs them again from step

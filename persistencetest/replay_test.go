@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/workload"
+	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -149,7 +150,11 @@ var modes = []string{
 	"each step runs twice in a row",
 	"each step runs on 8 goroutines at once",
 	"a crash after a step's writes resumes at that step",
+	zombieMode,
 }
+
+// zombieMode is the zombie mode, as failure messages name it.
+const zombieMode = "each step runs again as a zombie, after the last step"
 
 func TestRequireReplaySafePassesReplaySafeSteps(t *testing.T) {
 	t.Parallel()
@@ -279,6 +284,14 @@ func TestReplayFromStartCatchesWhatResumingDoesNot(t *testing.T) {
 	if !failed || len(msgs) != 1 || !strings.HasPrefix(msgs[0], want) {
 		t.Fatalf("got failures %q, want one starting %q", msgs, want)
 	}
+
+	// Fenced, each replayed move finds the run moved at a later step, and
+	// changes nothing.
+	if failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.ReplayFromStart(), persistencetest.FenceSteps())
+	}); failed {
+		t.Fatalf("fenced, replaying from the first step failed:\n%s", strings.Join(msgs, "\n"))
+	}
 }
 
 // TestConcurrentModeCatchesCheckThenCreate: a step that creates a phase
@@ -330,6 +343,7 @@ func TestRequireReplaySafeReportsErrors(t *testing.T) {
 		`persistencetest: not replay-safe when each step runs twice in a row: step 2 of 2, "flaky", returned an error on execution 1: connection reset`,
 		`persistencetest: not replay-safe when each step runs on 8 goroutines at once: step 2 of 2, "flaky", returned errors: connection reset (8 of 8)`,
 		`persistencetest: not replay-safe when a crash after a step's writes resumes at that step: crashed after step 1 of 2, "create run", then step 2 of 2, "flaky", returned: connection reset`,
+		`persistencetest: not replay-safe when ` + zombieMode + `: before step 1 of 2, "create run", ran again, step 2 of 2, "flaky", returned: connection reset`,
 	}
 	if !failed || !slices.Equal(msgs, wants) {
 		t.Fatalf("got failures %q, want %q", msgs, wants)
@@ -358,9 +372,14 @@ func TestRequireReplaySafeOnWorkload(t *testing.T) {
 		mode workload.Mode
 		opts []persistencetest.Option
 	}{
-		{1, workload.InOrder, nil},
+		// The workload pauses and resumes a sandbox and moves the run
+		// through five phases, as a workflow on a durable engine does with
+		// each step's writes fenced. Unfenced, it passes too, as its run
+		// completes and its sandboxes stop or fail: a zombie can move none
+		// of them after the last step.
+		{1, workload.InOrder, []persistencetest.Option{persistencetest.FenceSteps()}},
 		{2, workload.InOrder, nil},
-		{3, workload.Replay, []persistencetest.Option{persistencetest.ReplayFromStart()}},
+		{3, workload.Replay, []persistencetest.Option{persistencetest.ReplayFromStart(), persistencetest.FenceSteps()}},
 	} {
 		t.Run(fmt.Sprint(c.seed), func(t *testing.T) {
 			if testing.Short() && c.seed != 1 {
@@ -379,14 +398,15 @@ func TestRequireReplaySafeOnWorkload(t *testing.T) {
 	}
 }
 
-// TestRequireReplaySafeOnPostgres runs a replay-safe workflow and a broken
-// one on PostgreSQL.
+// TestRequireReplaySafeOnPostgres runs a replay-safe workflow, a fenced
+// one that moves a phase and a sandbox, and a broken one on PostgreSQL.
 func TestRequireReplaySafeOnPostgres(t *testing.T) {
 	t.Parallel()
 	dbtest.PostgresServer(t) // skips, or fails under CI, without a server
 	open := func(tb testing.TB) *gorm.DB { return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN()) }
 	o := newOnboarding("evt-pg")
 	persistencetest.RequireReplaySafe(t, open, o.steps())
+	persistencetest.RequireReplaySafe(t, open, moveSteps("evt-pg-moves", "plan", "create", "running", "paused", "running", "implement", "review", "stopped"), persistencetest.FenceSteps())
 
 	broken := o.steps()
 	broken[3].Run = func(ctx context.Context, repo *repository.Repository) error {
@@ -395,5 +415,152 @@ func TestRequireReplaySafeOnPostgres(t *testing.T) {
 	failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, open, broken) })
 	if !failed || len(msgs) != len(modes) || !strings.Contains(msgs[0], `after step 4 of 6, "remember", ran twice`) {
 		t.Fatalf("got failures %q", msgs)
+	}
+}
+
+// moveSteps returns the steps of a workflow triggered by event: "create
+// run", in phase intake, then one step per move, each making its one write
+// through the repo it is given. A move is "create" (the sandbox), a
+// sandbox status, or else a phase.
+func moveSteps(event string, moves ...string) []persistencetest.Step {
+	run := repository.StableID(event, "run")
+	sandbox := "sbx-" + repository.StableID(event, "sandbox").String()[:8]
+	steps := []persistencetest.Step{{Name: "create run", Run: func(ctx context.Context, repo *repository.Repository) error {
+		_, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{ID: run, Phase: "intake"})
+		return err
+	}}}
+	for _, m := range moves {
+		var write func(ctx context.Context, repo *repository.Repository) error
+		switch status := models.SandboxStatus(m); status {
+		case "create":
+			m = "create sandbox"
+			write = func(ctx context.Context, repo *repository.Repository) error {
+				return repo.CreateSandboxRecord(ctx, repository.NewSandbox{ID: sandbox, FeatureRunID: run, Provider: "e2b"})
+			}
+		case models.SandboxRunning, models.SandboxPaused, models.SandboxStopped:
+			m = "sandbox " + m
+			write = func(ctx context.Context, repo *repository.Repository) error {
+				return repo.UpdateSandboxStatus(ctx, sandbox, status)
+			}
+		default:
+			phase := m
+			m = "phase " + m
+			write = func(ctx context.Context, repo *repository.Repository) error {
+				return repo.UpdateFeatureRunPhase(ctx, run, phase)
+			}
+		}
+		steps = append(steps, persistencetest.Step{Name: m, Run: write})
+	}
+	return steps
+}
+
+// TestZombieModeCatchesUnfencedMoves runs workflows whose steps move a
+// run's phase and a sandbox's status: a zombie of an earlier move takes
+// its row back, unless the steps are fenced or the mode is off.
+func TestZombieModeCatchesUnfencedMoves(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		moves []string
+		// want are in the zombie mode's failure message, unfenced.
+		want []string
+	}{
+		{
+			name:  "phases",
+			moves: []string{"plan", "create", "running", "paused", "running", "implement", "review", "stopped"},
+			want: []string{
+				`not replay-safe when ` + zombieMode + `: step 2 of 9, "phase plan", ran again after the last step, the database differs from the clean run's in 1 row:`,
+				"feature_runs " + repository.StableID("evt-zombie-phases", "run").String() + ": differs\n",
+				"\n    column   clean run   zombie\n",
+				"\n    phase    \"review\"    \"plan\"\n",
+				"(FenceSteps() does that here).",
+			},
+		},
+		{
+			name:  "sandbox",
+			moves: []string{"plan", "create", "running", "paused", "running", "paused"},
+			want: []string{
+				`not replay-safe when ` + zombieMode + `: step 4 of 7, "sandbox running", ran again after the last step, the database differs from the clean run's in 1 row:`,
+				`sandboxes "sbx-` + repository.StableID("evt-zombie-sandbox", "sandbox").String()[:8] + `": differs` + "\n",
+				"\n    status   \"paused\"    \"running\"\n",
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			steps := moveSteps("evt-zombie-"+c.name, c.moves...)
+			failed, msgs := runFake(t, func(tb testing.TB) {
+				persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+			})
+			if !failed || len(msgs) != 1 {
+				t.Fatalf("unfenced: got failures %q, want one, of the zombie mode", msgs)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(msgs[0], want) {
+					t.Errorf("the failure lacks %q:\n%s", want, msgs[0])
+				}
+			}
+			t.Logf("the failure:\n%s", msgs[0])
+
+			if failed, msgs := runFake(t, func(tb testing.TB) {
+				persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.FenceSteps())
+			}); failed {
+				t.Errorf("fenced, the steps failed:\n%s", strings.Join(msgs, "\n"))
+			}
+			if failed, msgs := runFake(t, func(tb testing.TB) {
+				persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.NoZombies())
+			}); failed {
+				t.Errorf("unfenced without the zombie mode, the steps failed:\n%s", strings.Join(msgs, "\n"))
+			}
+		})
+	}
+}
+
+// TestZombieModeIgnoresTheZombiesError: a zombie's error reaches nobody,
+// so a step that refuses to run again after the last step passes, as long
+// as it changes nothing.
+func TestZombieModeIgnoresTheZombiesError(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-zombie-error")
+	// Once the run completed, "enter implement" returns
+	// ErrInvalidTransition.
+	steps := []persistencetest.Step{o.createRun(), {Name: "enter implement", Run: func(ctx context.Context, repo *repository.Repository) error {
+		return repo.UpdateFeatureRunPhase(ctx, o.run, "implement")
+	}}, o.complete()}
+	if failed, msgs := runFake(t, func(tb testing.TB) {
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+	}); failed {
+		t.Fatalf("the zombie's refusal failed the steps:\n%s", strings.Join(msgs, "\n"))
+	}
+}
+
+// TestFenceStepsGivesEachStepItsPosition checks, through the fence, that
+// FenceSteps makes step 2's writes at 2: a zombie of it is fenced by a
+// later move at 3, and not by one at 2, since only a move at a later step
+// supersedes it.
+func TestFenceStepsGivesEachStepItsPosition(t *testing.T) {
+	t.Parallel()
+	o := newOnboarding("evt-positions")
+	enterImplement := persistencetest.Step{Name: "enter implement", Run: func(ctx context.Context, repo *repository.Repository) error {
+		return repo.UpdateFeatureRunPhase(ctx, o.run, "implement")
+	}}
+	enterReviewAt := func(step int64) persistencetest.Step {
+		return persistencetest.Step{Name: "enter review", Run: func(ctx context.Context, repo *repository.Repository) error {
+			return repo.AtStep(step).UpdateFeatureRunPhase(ctx, o.run, "review")
+		}}
+	}
+	failed, msgs := runFake(t, func(tb testing.TB) {
+		steps := []persistencetest.Step{o.createRun(), enterImplement, enterReviewAt(2)}
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.FenceSteps())
+	})
+	want := `not replay-safe when ` + zombieMode + `: step 2 of 3, "enter implement", ran again after the last step`
+	if !failed || len(msgs) != 1 || !strings.Contains(msgs[0], want) || !strings.Contains(msgs[0], "A step that calls AtStep itself must pass its own position.") {
+		t.Fatalf("got failures %q, want one containing %q", msgs, want)
+	}
+	if failed, msgs := runFake(t, func(tb testing.TB) {
+		steps := []persistencetest.Step{o.createRun(), enterImplement, enterReviewAt(3)}
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.FenceSteps())
+	}); failed {
+		t.Fatalf("with the review at 3, the steps failed:\n%s", strings.Join(msgs, "\n"))
 	}
 }
