@@ -136,7 +136,7 @@ func (r *Repository) expire(ctx context.Context, vars []any) ([]string, error) {
 	x := r.dialect.ExpireCTAEvents
 	claim := func(tx *Repository) ([]string, error) {
 		ids := make([]string, 0, vars[2].(int))
-		err := tx.query(ctx, "cta_events", x.Claim.SQL, x.Claim.Args(vars), true, func(rows *sql.Rows) error {
+		err := tx.writeRows(ctx, "cta_events", x.Claim.SQL, x.Claim.Args(vars), func(rows *sql.Rows) error {
 			var id string
 			err := rows.Scan(&id)
 			ids = append(ids, id)

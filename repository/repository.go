@@ -19,6 +19,9 @@ type Repository struct {
 	db      *gorm.DB
 	dialect *dialect.Dialect
 	inserts *inserts
+	// pool is the pool from which writes pin their connection, if they
+	// do (see write).
+	pool pinner
 	// step is the workflow step the writes are made at, set by AtStep;
 	// zero for unfenced writes.
 	step   int64
@@ -61,6 +64,7 @@ func New(db *gorm.DB) *Repository {
 		r.err = fmt.Errorf("repository: %w", r.err)
 		return r
 	}
+	r.pool = stoppable(r.db, r.dialect.Stop != nil)
 	r.inserts, r.err = renderInserts(r.db)
 	return r
 }
@@ -145,9 +149,6 @@ const primaryHint = "gorm:db_resolver:write"
 // through Session it would copy the configuration and a statement more on
 // every write.
 func (r *Repository) statement(ctx context.Context, table, query string, vars []any) *gorm.DB {
-	if deadline, ok := ctx.Deadline(); ok && r.dialect.Bound != nil {
-		query = r.dialect.Bound(query, time.Until(deadline))
-	}
 	tx := &gorm.DB{Config: r.db.Config}
 	tx.Statement = &gorm.Statement{
 		DB:        tx,
@@ -180,11 +181,16 @@ func (r *Repository) exec(ctx context.Context, table, query string, vars []any) 
 // which only a statement outside a transaction may be.
 func (r *Repository) send(ctx context.Context, table, query string, vars []any, chain func(*gorm.DB) *gorm.DB) (int64, error) {
 	for attempt := 1; ; attempt++ {
-		tx := chain(r.statement(ctx, table, query, vars))
-		if tx.Error != nil && attempt < maxAttempts && r.dialect.Retry != nil && !r.inTransaction() && r.dialect.Retry(tx.Error) && ctx.Err() == nil {
+		var n int64
+		err := r.write(ctx, r.statement(ctx, table, query, vars), func(tx *gorm.DB) error {
+			tx = chain(tx)
+			n = tx.RowsAffected
+			return tx.Error
+		})
+		if err != nil && attempt < maxAttempts && r.dialect.Retry != nil && !r.inTransaction() && r.dialect.Retry(err) && ctx.Err() == nil {
 			continue
 		}
-		return tx.RowsAffected, r.translate(ctx, tx.Error)
+		return n, r.translate(ctx, err)
 	}
 }
 
@@ -199,14 +205,24 @@ func (r *Repository) inTransaction() bool {
 // primary under read/write splitting. On a DryRun session there are no
 // rows.
 func (r *Repository) query(ctx context.Context, table, query string, vars []any, primary bool, scan func(*sql.Rows) error) error {
-	tx := r.statement(ctx, table, query, vars)
+	return r.translate(ctx, rows(r.statement(ctx, table, query, vars), primary, scan))
+}
+
+// writeRows is query for a statement that writes and returns rows, such as
+// an UPDATE … RETURNING, which it sends to the primary.
+func (r *Repository) writeRows(ctx context.Context, table, query string, vars []any, scan func(*sql.Rows) error) error {
+	return r.translate(ctx, r.write(ctx, r.statement(ctx, table, query, vars), func(tx *gorm.DB) error { return rows(tx, true, scan) }))
+}
+
+// rows runs tx through the Row chain and scans the rows it returns.
+func rows(tx *gorm.DB, primary bool, scan func(*sql.Rows) error) error {
 	if primary {
 		tx.Statement.Settings.Store(primaryHint, struct{}{})
 	}
 	tx.Statement.Settings.Store("rows", true)
 	tx = tx.Callback().Row().Execute(tx)
 	if tx.Error != nil {
-		return r.translate(ctx, tx.Error)
+		return tx.Error
 	}
 	rows, ok := tx.Statement.Dest.(*sql.Rows)
 	if !ok {
@@ -215,10 +231,10 @@ func (r *Repository) query(ctx context.Context, table, query string, vars []any,
 	defer rows.Close()
 	for rows.Next() {
 		if err := scan(rows); err != nil {
-			return r.translate(ctx, err)
+			return err
 		}
 	}
-	return r.translate(ctx, rows.Err())
+	return rows.Err()
 }
 
 // scan runs a read built by GORM, through the Query chain, into dest. It may
@@ -238,9 +254,6 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		return fmt.Errorf("%w: %w", ctxErr, err)
-	}
-	if r.dialect.Expired != nil && r.dialect.Expired(err) {
-		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	if constraint, ok := r.dialect.ForeignKey(r.db, err); ok {
 		return &foreignKeyError{constraint: constraint}

@@ -7,6 +7,7 @@
 package dialect
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -16,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"gorm.io/gorm"
 
@@ -60,13 +60,11 @@ type Dialect struct {
 	// after a deadlock the database broke by rolling the statement back.
 	// Nil where no such error exists.
 	Retry func(err error) bool
-	// Bound returns query made to stop on the server once left has
-	// passed, for a database whose driver, at a context's deadline,
-	// abandons a statement without stopping it; nil where the driver
-	// stops it. Expired recognises the error of a statement Bound
-	// stopped.
-	Bound   func(query string, left time.Duration) string
-	Expired func(err error) bool
+	// Stop is how a statement is stopped on the server when its
+	// context ends, for a database whose driver then abandons the
+	// connection and leaves the statement running; nil where the driver
+	// stops the statement itself and returns once it stopped.
+	Stop *Stop
 	// TooLarge recognises the error of a statement that would make a
 	// value larger than the database builds (MariaDB's
 	// max_allowed_packet), which changed nothing; nil where the limit is
@@ -79,6 +77,23 @@ type Dialect struct {
 
 	// Test is how tests get a database of this kind.
 	Test Test
+}
+
+// Stop is how the package asks a server to stop the statement that one
+// connection runs, from outside that connection: the statement's own
+// connection then returns its answer, an error if the statement stopped
+// before it committed.
+type Stop struct {
+	// Cancel returns the function that asks the server to stop the
+	// statement running on conn, a driver connection (as
+	// database/sql's Conn.Raw gives it), or false for a driver
+	// connection it does not know.
+	Cancel func(conn any) (cancel func(ctx context.Context) error, ok bool)
+	// ConnID, where Cancel is nil, is SQL that returns the server's ID
+	// of the connection it runs on, and Kill the statement, sent on
+	// another connection, that stops the statement of the connection
+	// whose ID is its one var.
+	ConnID, Kill string
 }
 
 // Expire is how a database runs the CTA sweeper: Claim alone, a statement

@@ -21,8 +21,6 @@ import (
 	"errors"
 	"regexp"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
@@ -100,23 +98,14 @@ WHERE status = 'pending' AND id IN`),
 		var myErr *mysql.MySQLError
 		return errors.As(err, &myErr) && myErr.Number == 1213
 	},
-	// At a context's deadline go-sql-driver/mysql closes the connection
-	// and leaves its statement running on the server, which still commits
-	// it once the lock it waits for is free, long after the caller was
-	// told it failed: so the server stops it at the deadline itself. The
-	// bound is in whole milliseconds, rounded down, so that a statement
-	// never outlives the caller's deadline and its text takes few forms.
-	Bound: func(query string, left time.Duration) string {
-		limit := "max_statement_time = " + strconv.FormatFloat(float64(max(left.Milliseconds(), 1))/1000, 'f', 3, 64)
-		if rest, ok := strings.CutPrefix(query, "SET STATEMENT "); ok {
-			return "SET STATEMENT " + limit + ", " + rest
-		}
-		return "SET STATEMENT " + limit + " FOR " + query
-	},
-	Expired: func(err error) bool {
-		var myErr *mysql.MySQLError
-		return errors.As(err, &myErr) && myErr.Number == 1969
-	},
+	// At a context's end go-sql-driver/mysql closes the connection and
+	// leaves its statement running on the server, which still commits it
+	// once the lock it waits for is free, long after the caller was told
+	// it failed. KILL QUERY, sent on another connection, stops it: the
+	// statement's own connection then answers with error 1317 (query
+	// interrupted), or with its success if it committed first. The
+	// connection's ID is read once per connection.
+	Stop: &dialect.Stop{ConnID: "SELECT CONNECTION_ID()", Kill: "KILL QUERY ?"},
 	// A run's memories are built as one string, which stops at
 	// max_allowed_packet: in strict mode, which migrate requires, the
 	// statement fails (ER_WARN_ALLOWED_PACKET_OVERFLOWED) and changes

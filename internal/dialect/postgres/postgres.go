@@ -4,11 +4,13 @@
 package postgres
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
@@ -85,6 +87,19 @@ WITH due AS (
 UPDATE cta_events AS c SET status = 'timed_out', resolved_at = $1, updated_at = $2
 FROM due WHERE c.id = due.id AND c.status = 'pending'
 RETURNING c.id`}},
+	// At a context's end pgx, by default, breaks the connection and
+	// leaves its statement running on the server, which still commits it
+	// once the lock it waits for is free: a cancel request, sent on a
+	// connection of its own as PostgreSQL's protocol has it, stops the
+	// statement instead, and the statement's own connection answers with
+	// SQLSTATE 57014, or with its success if it committed first.
+	Stop: &dialect.Stop{Cancel: func(conn any) (func(context.Context) error, bool) {
+		c, ok := conn.(*stdlib.Conn)
+		if !ok {
+			return nil, false
+		}
+		return c.Conn().PgConn().CancelRequest, true
+	}},
 	// PostgreSQL names the violated constraint, which tells which parent
 	// is missing without another statement: after an error, any further
 	// statement in the transaction would fail as aborted.

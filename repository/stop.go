@@ -1,0 +1,168 @@
+package repository
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"sync"
+	"time"
+	"weak"
+
+	"gorm.io/gorm"
+)
+
+// stopWait bounds how long a write whose context ended waits for the
+// database to answer it, once asked to stop it. A server answers a stop
+// request at once, so the wait ends long before this unless the server or
+// the network is down; the write then returns the context's error, and
+// its statement may still commit if the server ever runs it.
+const stopWait = 5 * time.Second
+
+// resolverCallback is the name under which gorm.io/plugin/dbresolver
+// registers the callbacks that choose each statement's connection pool.
+// A statement it routes leaves the pool the Repository chose.
+const resolverCallback = "gorm:db_resolver"
+
+// pinner is a connection pool that hands out a connection of its own to
+// keep: *sql.DB, and wrappers of it that offer its Conn.
+type pinner interface {
+	Conn(ctx context.Context) (*sql.Conn, error)
+}
+
+// stoppable returns the connection pool from which the Repository pins a
+// connection for each write, so that a write whose context ends is stopped
+// on the server before the call returns (see write), or nil. It pins when
+// the dialect knows how to stop a statement, outside a transaction (whose
+// writes commit only with it), from a pool that hands out connections
+// (not gorm's PrepareStmt pool, whose statements are prepared on the pool
+// as a whole), and without a resolver that routes statements to pools of
+// its own.
+func stoppable(db *gorm.DB, stop bool) pinner {
+	pool, ok := db.Statement.ConnPool.(pinner)
+	if !ok || !stop || db.Callback().Raw().Get(resolverCallback) != nil {
+		return nil
+	}
+	return pool
+}
+
+// write runs a statement that writes, do, on tx. When ctx can end, do runs
+// on a connection pinned from the Repository's pool, under a context that
+// keeps ctx's values but not its end: drivers abandon a statement at its
+// context's end without stopping it, and the server then commits it once
+// the lock it waits for is free, after the call returned an error. At
+// ctx's end the server is asked to stop the statement instead, and write
+// waits, at most stopWait, for its answer: its success if it committed
+// first, or the error of the statement stopped. A connection the server
+// was asked to stop a statement of is closed, not reused: the request may
+// reach it after its statement ended.
+func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB) error) error {
+	if r.pool == nil || ctx.Done() == nil || r.dryRun() {
+		return do(tx)
+	}
+	conn, err := r.pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop, err := r.stopper(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if stop == nil {
+		return do(tx)
+	}
+	statementCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	tx.Statement.Context = statementCtx
+	tx.Statement.ConnPool = conn
+	answered, stopped := make(chan struct{}), make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
+		defer cancel()
+		if stop(wait) == nil {
+			select {
+			case <-answered:
+				return
+			case <-wait.Done():
+			}
+		}
+		abandon()
+	})
+	err = do(tx)
+	close(answered)
+	if !unwatch() {
+		<-stopped
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
+}
+
+// stopper returns the function that asks the server to stop the statement
+// conn runs, or nil when the dialect does not know conn's driver.
+func (r *Repository) stopper(ctx context.Context, conn *sql.Conn) (func(context.Context) error, error) {
+	s := r.dialect.Stop
+	var stop func(context.Context) error
+	var raw any
+	if err := conn.Raw(func(c any) error {
+		raw = c
+		if s.Cancel != nil {
+			stop, _ = s.Cancel(c)
+		}
+		return nil
+	}); err != nil || s.Cancel != nil {
+		return stop, err
+	}
+	id, err := r.connID(ctx, conn, raw)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		tx := r.statement(ctx, "", s.Kill, []any{id})
+		return tx.Callback().Raw().Execute(tx).Error
+	}, nil
+}
+
+// connIDs holds the server's ID of each driver connection the package has
+// pinned, for as long as the connection lives.
+var connIDs sync.Map // weak.Pointer[byte] → int64
+
+// connID returns the server's ID of conn, whose driver connection is raw.
+func (r *Repository) connID(ctx context.Context, conn *sql.Conn, raw any) (int64, error) {
+	v := reflect.ValueOf(raw)
+	if v.Kind() != reflect.Pointer {
+		return 0, fmt.Errorf("a driver connection of type %T cannot be told apart", raw)
+	}
+	p := (*byte)(v.UnsafePointer())
+	key := weak.Make(p)
+	if id, ok := connIDs.Load(key); ok {
+		return id.(int64), nil
+	}
+	tx := r.statement(ctx, "", r.dialect.Stop.ConnID, nil)
+	tx.Statement.ConnPool = conn
+	tx.Statement.Settings.Store(primaryHint, struct{}{})
+	tx.Statement.Settings.Store("rows", true)
+	tx = tx.Callback().Row().Execute(tx)
+	if tx.Error != nil {
+		return 0, tx.Error
+	}
+	rows, ok := tx.Statement.Dest.(*sql.Rows)
+	if !ok {
+		return 0, errors.New("no connection ID")
+	}
+	defer rows.Close()
+	var id int64
+	if !rows.Next() {
+		return 0, errors.Join(errors.New("no connection ID"), rows.Err())
+	}
+	if err := rows.Scan(&id); err != nil {
+		return 0, err
+	}
+	connIDs.Store(key, id)
+	runtime.AddCleanup(p, func(k weak.Pointer[byte]) { connIDs.Delete(k) }, key)
+	return id, nil
+}
