@@ -42,6 +42,13 @@ func Races(t *testing.T, open dbtest.Opener) {
 		}}
 	}
 	pause, resume := setSandbox("pause", models.SandboxPaused), setSandbox("resume", models.SandboxRunning)
+	// atStep makes c a fenced call at step n.
+	atStep := func(n int64, c raceCall) raceCall {
+		return raceCall{fmt.Sprintf("%s@%d", c.name, n), modelFenced(n, c.model), func(e *env, f fixture) error {
+			return c.do(&env{t: e.t, ctx: e.ctx, db: e.db, repo: e.repo.AtStep(n)}, f)
+		}}
+	}
+	stop := setSandbox("stop", models.SandboxStopped)
 	complete := raceCall{"complete", modelMove("completed", "running"), func(e *env, f fixture) error {
 		return e.repo.CompleteFeatureRun(e.ctx, f.run)
 	}}
@@ -65,6 +72,22 @@ func Races(t *testing.T, open dbtest.Opener) {
 		{
 			name: "SandboxPauseResume4", start: modelRow{exists: true, status: "running"}, prepare: runningSandbox, read: sandboxState,
 			calls: []raceCall{pause, resume, pause, resume},
+		},
+		{
+			name: "PhaseFencedAndUnfenced", start: running, prepare: run, read: runState,
+			calls: []raceCall{atStep(2, setPhase("build")), atStep(1, setPhase("test")), setPhase("review")},
+		},
+		{
+			name: "PhaseFencedOutOfOrder", start: running, prepare: run, read: runState,
+			calls: []raceCall{atStep(3, setPhase("build")), atStep(2, setPhase("plan")), atStep(1, setPhase("build"))},
+		},
+		{
+			name: "SandboxFencedAndUnfenced", start: modelRow{exists: true, status: "running"}, prepare: runningSandbox, read: sandboxState,
+			calls: []raceCall{atStep(2, resume), atStep(1, pause), pause},
+		},
+		{
+			name: "SandboxStaleStop", start: modelRow{exists: true, status: "running"}, prepare: runningSandbox, read: sandboxState,
+			calls: []raceCall{atStep(2, pause), atStep(1, stop), resume},
 		},
 		{
 			name: "RunCompleteFail", start: running, prepare: run, read: runState,
@@ -123,23 +146,30 @@ func Races(t *testing.T, open dbtest.Opener) {
 var sandboxMoves = map[models.SandboxStatus][]string{
 	models.SandboxRunning: {"creating", "paused"},
 	models.SandboxPaused:  {"running"},
+	models.SandboxStopped: {"creating", "running", "paused"},
 }
 
-// modelRow is the model of a row: whether it exists, its status and, for a
-// run, its phase.
+// modelRow is the model of a row: whether it exists, its status, for a
+// run its phase, and for a run or a sandbox the step of its last fenced
+// move (0 for none).
 type modelRow struct {
 	exists        bool
 	status, phase string
+	step          int64
 }
 
 func (r modelRow) String() string {
+	s := r.status
 	switch {
 	case !r.exists:
 		return "absent"
 	case r.phase != "":
-		return r.status + "/" + r.phase
+		s += "/" + r.phase
 	}
-	return r.status
+	if r.step != 0 {
+		s += fmt.Sprintf("@%d", r.step)
+	}
+	return s
 }
 
 // answer is an error as the contract tells errors apart: nil, ErrNotFound,
@@ -214,6 +244,25 @@ func modelPhase(phase string) rowModel {
 			return answerNil, r
 		}
 		return answer{kind: "invalid", from: r.status, to: "running", detail: "phase " + phase}, r
+	}
+}
+
+// modelFenced models a move m made at step n (Repository.AtStep): fenced
+// moves of a row take effect in step order. A move at a step earlier than
+// the row's is superseded: it changes nothing and answers nil. Otherwise
+// m's rules apply, and a move that changes the row or finds it already as
+// asked sets its step to n. Unfenced moves, m itself, follow arrival order
+// and keep the row's step.
+func modelFenced(n int64, m rowModel) rowModel {
+	return func(r modelRow) (answer, modelRow) {
+		if r.exists && r.step > n {
+			return answerNil, r
+		}
+		a, next := m(r)
+		if a == answerNil && next.exists {
+			next.step = n
+		}
+		return a, next
 	}
 }
 
@@ -387,12 +436,22 @@ func permutations(n int) [][]int {
 // rowState reads the row of table with primary key id, and a run's phase.
 func (e *env) rowState(table string, id any) modelRow {
 	e.t.Helper()
-	var got struct{ Status, Phase string }
+	var got struct {
+		Status, Phase string
+		Step          *int64
+	}
 	cols := "status"
-	if table == "feature_runs" {
-		cols = "status, phase"
+	switch table {
+	case "feature_runs":
+		cols = "status, phase, step"
+	case "sandboxes":
+		cols = "status, step"
 	}
 	res := e.db.WithContext(e.ctx).Table(table).Select(cols).Where("id = ?", id).Limit(1).Find(&got)
 	require.NoError(e.t, res.Error)
-	return modelRow{exists: res.RowsAffected > 0, status: got.Status, phase: got.Phase}
+	row := modelRow{exists: res.RowsAffected > 0, status: got.Status, phase: got.Phase}
+	if got.Step != nil {
+		row.step = *got.Step
+	}
+	return row
 }
