@@ -131,9 +131,10 @@ func statementsOn(d *dialect.Dialect, creates statements) *statements {
 
 // pgRendering is PostgreSQL's rendering of a guarded update: its UPDATE in
 // a CTE, then the outcome code of a row it changed nothing of (see package
-// internal/dialect/postgres). Both hold the UPDATE's guard whole.
+// internal/dialect/postgres and GuardedUpdate.Code), which tests the guard
+// again, then the done predicate. Both hold the UPDATE's guard whole.
 var pgRendering = regexp.MustCompile(`^WITH changed AS \(UPDATE (\w+) SET (.+?) WHERE (.+) AND id = \$\d+ RETURNING 1\) ` +
-	`SELECT FROM \w+, generate_series\(1, CASE WHEN EXISTS \(SELECT FROM changed\) THEN \d+ ELSE CASE WHEN (.+?) THEN \d+ WHEN `)
+	`SELECT FROM \w+, generate_series\(1, CASE WHEN EXISTS \(SELECT FROM changed\) THEN \d+ ELSE CASE WHEN .+? THEN \d+ WHEN (.+?) THEN \d+ ELSE CASE status WHEN `)
 
 // recoverGuard returns the GuardedUpdate of the one statement call sends
 // through a repository on a PostgreSQL DryRun session, which needs no
