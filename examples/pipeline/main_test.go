@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -53,10 +55,17 @@ func TestSimulate(t *testing.T) {
 
 // TestWorkflowIsReplaySafe runs the workflow's steps, one engine step
 // each, under persistencetest's replay modes, on every database.
-// Not under ReplayFromStart: the workflow is for engines that memoise
-// finished steps, as the example's does. Replayed from the first step
-// after the sandbox stopped, "sandbox/ready" would ask to move it back to
-// running, which the Repository refuses.
+//
+// Not under FenceSteps: each step fences its own writes, with repo.AtStep
+// of the position the engine gives it, which is the position FenceSteps
+// would give; with FenceSteps, a step that forgot to would pass.
+//
+// On SQLite, under ReplayFromStart too, although the workflow is for
+// engines that memoise finished steps, as the example's does: fenced, a
+// step replayed after later steps ran finds the rows they moved and
+// changes nothing. Unfenced, "sandbox/ready" replayed after the sandbox
+// stopped would ask to move it back to running, which the Repository
+// refuses. On the servers, the mode would take a minute more.
 func TestWorkflowIsReplaySafe(t *testing.T) {
 	for _, d := range []struct {
 		name string
@@ -76,21 +85,57 @@ func TestWorkflowIsReplaySafe(t *testing.T) {
 			if testing.Short() && d.name != "sqlite" {
 				t.Skip("skipping under -short: every crash point opens a schema of its own")
 			}
+			// Every crash point and zombie opens a database of its own: run
+			// the databases side by side.
+			t.Parallel()
 			steps := workflowSteps(t)
 			if len(steps) != 28 {
 				t.Fatalf("%d steps, want the workflow's 28", len(steps))
 			}
-			persistencetest.RequireReplaySafe(t, d.open, steps)
+			var opts []persistencetest.Option
+			if d.name == "sqlite" {
+				opts = append(opts, persistencetest.ReplayFromStart())
+			}
+			persistencetest.RequireReplaySafe(t, d.open, steps, opts...)
 		})
 	}
 }
+
+// TestWorkflowFencesItsZombies runs the workflow's steps in order, with a
+// zombie of "implement/start" that writes after "review/start" ran and
+// before "finish" completes the run. Each step writing at its position, the
+// zombie's move to implement finds the run moved at a later step, and the
+// run completes in review. persistencetest's zombie mode, whose zombies
+// write after the last step, cannot show this: there the run is completed
+// and refuses every move.
+func TestWorkflowFencesItsZombies(t *testing.T) {
+	ctx := t.Context()
+	steps := workflowSteps(t)
+	zombie := slices.IndexFunc(steps, func(s persistencetest.Step) bool { return s.Name == "implement/start" })
+	require.GreaterOrEqual(t, zombie, 0)
+	repo := repository.New(persistencetest.Open(t))
+	for _, s := range steps {
+		require.NoError(t, s.Run(ctx, repo), s.Name)
+		if s.Name == "review/start" {
+			// The engine gave up on this attempt: nobody sees its error.
+			_ = steps[zombie].Run(ctx, repo)
+		}
+	}
+	run, err := repo.GetFeatureRun(ctx, repository.StableID(replayEvent, "run"))
+	require.NoError(t, err)
+	assert.Equal(t, "review", run.Phase, "the zombie of implement/start took the phase back")
+	assert.Equal(t, models.RunCompleted, run.Status)
+}
+
+// replayEvent is the event that triggers the workflow of workflowSteps.
+const replayEvent = "feature-request/replay-safe"
 
 // workflowSteps returns the workflow's steps, each running the workflow
 // with an engine whose journal holds every other step, so that only it
 // executes, as an engine replaying the workflow would.
 func workflowSteps(t *testing.T) []persistencetest.Step {
 	// A run on a scratch database lists the steps, in order.
-	wf := &workflow{repo: repository.New(persistencetest.Open(t)), eventID: "feature-request/replay-safe", start: time.Now().UTC()}
+	wf := &workflow{repo: repository.New(persistencetest.Open(t)), eventID: replayEvent, start: time.Now().UTC()}
 	wf.run = repository.StableID(wf.eventID, "run")
 	learn := &engine{journal: map[string]bool{}, out: io.Discard}
 	require.NoError(t, wf.execute(t.Context(), learn))

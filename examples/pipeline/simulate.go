@@ -77,10 +77,17 @@ var errCrash = errors.New("simulated crash")
 // journal says completed. A step is journaled after it returns, so a crash
 // between the two runs the step again: exactly the case the repository's
 // replay safety is for.
+//
+// It numbers the steps of each execution from 1, in the order the
+// workflow reaches them, journaled or not, as DBOS numbers its step IDs:
+// the same step gets the same number in every execution of a
+// deterministic workflow.
 type engine struct {
 	journal map[string]bool
 	// order lists the steps journaled, in order.
-	order      []string
+	order []string
+	// position is the number of the last step reached in this execution.
+	position   int64
 	crashAfter string
 	crashed    bool
 	replaying  bool
@@ -89,12 +96,18 @@ type engine struct {
 	afterReplayedCrash func() error
 }
 
-// step runs fn as the step name, unless the journal has it.
-func (e *engine) step(ctx context.Context, name, what string, fn func(context.Context) error) error {
+// begin starts an execution of the workflow: its steps are numbered from
+// 1 again.
+func (e *engine) begin() { e.position = 0 }
+
+// step runs fn as the step name, with the step's number, unless the
+// journal has it.
+func (e *engine) step(ctx context.Context, name, what string, fn func(ctx context.Context, step int64) error) error {
+	e.position++
 	if e.journal[name] {
 		return nil
 	}
-	if err := fn(ctx); err != nil {
+	if err := fn(ctx, e.position); err != nil {
 		return fmt.Errorf("step %s: %w", name, err)
 	}
 	mark := "✓"

@@ -13,7 +13,11 @@ import (
 )
 
 // workflow is the feature-run workflow: what a pipeline's durable function
-// would do, one engine step per write.
+// would do, one engine step per write. Each step writes through
+// repo.AtStep(n), n its position in the workflow, as the engine numbers
+// it: a zombie of the step, an attempt the engine gave up on that writes
+// after later steps ran, then cannot move the run's phase or the
+// sandbox's status back.
 type workflow struct {
 	repo    *repository.Repository
 	eventID string
@@ -75,26 +79,34 @@ func (a agentCall) cost() int64 {
 // id derives the ID of the step's row from the triggering event.
 func (w *workflow) id(step string) uuid.UUID { return repository.StableID(w.eventID, step) }
 
+// step runs write as the engine step name, through the workflow's
+// Repository at the step's position.
+func (w *workflow) step(ctx context.Context, e *engine, name, what string, write func(context.Context, *repository.Repository) error) error {
+	return e.step(ctx, name, what, func(ctx context.Context, step int64) error {
+		return write(ctx, w.repo.AtStep(step))
+	})
+}
+
 func (w *workflow) execute(ctx context.Context, e *engine) error {
-	r := w.repo
+	e.begin()
 	sandbox := "sbx-" + w.id("sandbox").String()[:8]
 	steps := []struct {
 		name, what string
-		fn         func(context.Context) error
+		write      func(context.Context, *repository.Repository) error
 	}{
-		{"start", "create feature run", func(ctx context.Context) error {
+		{"start", "create feature run", func(ctx context.Context, r *repository.Repository) error {
 			_, err := r.CreateFeatureRun(ctx, repository.NewFeatureRun{ID: w.run, Phase: "plan", Metadata: map[string]any{"event": w.eventID}})
 			return err
 		}},
-		{"sandbox/create", "create sandbox " + sandbox, func(ctx context.Context) error {
+		{"sandbox/create", "create sandbox " + sandbox, func(ctx context.Context, r *repository.Repository) error {
 			return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: sandbox, FeatureRunID: w.run, Provider: "e2b"})
 		}},
-		{"sandbox/ready", "sandbox running", func(ctx context.Context) error {
+		{"sandbox/ready", "sandbox running", func(ctx context.Context, r *repository.Repository) error {
 			return r.UpdateSandboxStatus(ctx, sandbox, models.SandboxRunning)
 		}},
 	}
 	for _, s := range steps {
-		if err := e.step(ctx, s.name, s.what, s.fn); err != nil {
+		if err := w.step(ctx, e, s.name, s.what, s.write); err != nil {
 			return err
 		}
 	}
@@ -103,20 +115,19 @@ func (w *workflow) execute(ctx context.Context, e *engine) error {
 			return err
 		}
 	}
-	if err := e.step(ctx, "sandbox/stop", "sandbox stopped", func(ctx context.Context) error {
+	if err := w.step(ctx, e, "sandbox/stop", "sandbox stopped", func(ctx context.Context, r *repository.Repository) error {
 		return r.UpdateSandboxStatus(ctx, sandbox, models.SandboxStopped)
 	}); err != nil {
 		return err
 	}
-	return e.step(ctx, "finish", "complete feature run", func(ctx context.Context) error {
+	return w.step(ctx, e, "finish", "complete feature run", func(ctx context.Context, r *repository.Repository) error {
 		return r.CompleteFeatureRun(ctx, w.run)
 	})
 }
 
 func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []agentCall) error {
-	r := w.repo
 	phaseID := w.id("phase/" + name)
-	if err := e.step(ctx, name+"/start", "enter phase "+name, func(ctx context.Context) error {
+	if err := w.step(ctx, e, name+"/start", "enter phase "+name, func(ctx context.Context, r *repository.Repository) error {
 		if err := r.UpdateFeatureRunPhase(ctx, w.run, name); err != nil {
 			return err
 		}
@@ -128,13 +139,13 @@ func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []a
 	for i, a := range agents {
 		step := fmt.Sprintf("%s/%s-%d", name, a.agent, i+1)
 		invocation := w.id(step)
-		if err := e.step(ctx, step, "invoke "+a.agent+" on "+a.model, func(ctx context.Context) error {
-			return w.invoke(ctx, step, invocation, phaseID, nil, a)
+		if err := w.step(ctx, e, step, "invoke "+a.agent+" on "+a.model, func(ctx context.Context, r *repository.Repository) error {
+			return w.invoke(ctx, r, step, invocation, phaseID, nil, a)
 		}); err != nil {
 			return err
 		}
 	}
-	if err := e.step(ctx, name+"/remember", "append memories", func(ctx context.Context) error {
+	if err := w.step(ctx, e, name+"/remember", "append memories", func(ctx context.Context, r *repository.Repository) error {
 		return r.UpdateFeatureRunMemories(ctx, w.run, []any{
 			map[string]any{"phase": name, "lesson": "keep the " + name + " notes short"},
 			"the repository uses Go modules",
@@ -152,16 +163,16 @@ func (w *workflow) phase(ctx context.Context, e *engine, name string, agents []a
 			return err
 		}
 	}
-	return e.step(ctx, name+"/pass", "phase "+name+" passed", func(ctx context.Context) error {
+	return w.step(ctx, e, name+"/pass", "phase "+name+" passed", func(ctx context.Context, r *repository.Repository) error {
 		return r.PassPhaseResult(ctx, phaseID, map[string]any{"phase": name, "summary": name + " done"})
 	})
 }
 
-// invoke records one agent invocation, from start to result, and those of
-// the sub-agents it calls, which start after it and end before it. Every
-// ID derives from the step, so the whole call replays safely.
-func (w *workflow) invoke(ctx context.Context, step string, id, phaseID uuid.UUID, parent *uuid.UUID, a agentCall) error {
-	r := w.repo
+// invoke records, through r, one agent invocation, from start to result,
+// and those of the sub-agents it calls, which start after it and end
+// before it. Every ID derives from the step, so the whole call replays
+// safely.
+func (w *workflow) invoke(ctx context.Context, r *repository.Repository, step string, id, phaseID uuid.UUID, parent *uuid.UUID, a agentCall) error {
 	started := time.Now()
 	if _, err := r.CreateAgentInvocation(ctx, repository.NewAgentInvocation{
 		ID: id, FeatureRunID: w.run, PhaseResultID: &phaseID, ParentInvocationID: parent,
@@ -172,7 +183,7 @@ func (w *workflow) invoke(ctx context.Context, step string, id, phaseID uuid.UUI
 	}
 	for i, sub := range a.subAgents {
 		subStep := fmt.Sprintf("%s/%s-%d", step, sub.agent, i+1)
-		if err := w.invoke(ctx, subStep, w.id(subStep), phaseID, &id, sub); err != nil {
+		if err := w.invoke(ctx, r, subStep, w.id(subStep), phaseID, &id, sub); err != nil {
 			return err
 		}
 	}
@@ -207,16 +218,16 @@ func (w *workflow) invoke(ctx context.Context, step string, id, phaseID uuid.UUI
 func (w *workflow) askAndAnswer(ctx context.Context, e *engine) error {
 	const cta = "approve-plan"
 	id := cta + "-" + w.run.String()[:8]
-	if err := e.step(ctx, "plan/ask", "ask for plan approval", func(ctx context.Context) error {
-		return w.repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
+	if err := w.step(ctx, e, "plan/ask", "ask for plan approval", func(ctx context.Context, r *repository.Repository) error {
+		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: w.run, Kind: "approval",
 			Request: map[string]any{"question": "Approve the plan?"}, ExpiresAt: w.start.Add(time.Hour),
 		})
 	}); err != nil {
 		return err
 	}
-	return e.step(ctx, "plan/answer", "approval received", func(ctx context.Context) error {
-		return w.repo.CompleteCTAEvent(ctx, id, map[string]any{"approved": true, "by": "alice"})
+	return w.step(ctx, e, "plan/answer", "approval received", func(ctx context.Context, r *repository.Repository) error {
+		return r.CompleteCTAEvent(ctx, id, map[string]any{"approved": true, "by": "alice"})
 	})
 }
 
@@ -226,23 +237,23 @@ func (w *workflow) askAndAnswer(ctx context.Context, e *engine) error {
 func (w *workflow) askAndTimeOut(ctx context.Context, e *engine) error {
 	id := "confirm-deploy-" + w.run.String()[:8]
 	deadline := w.start.Add(30 * time.Minute)
-	if err := e.step(ctx, "review/ask", "ask to confirm the deploy", func(ctx context.Context) error {
-		return w.repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
+	if err := w.step(ctx, e, "review/ask", "ask to confirm the deploy", func(ctx context.Context, r *repository.Repository) error {
+		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: w.run, Kind: "confirmation",
 			Request: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
 		})
 	}); err != nil {
 		return err
 	}
-	if err := e.step(ctx, "review/sweep", "sweeper: deadline passed", func(ctx context.Context) error {
+	if err := w.step(ctx, e, "review/sweep", "sweeper: deadline passed", func(ctx context.Context, r *repository.Repository) error {
 		// Thirty-one simulated minutes later.
-		_, err := w.repo.ExpireCTAEvents(ctx, deadline.Add(time.Minute), 100)
+		_, err := r.ExpireCTAEvents(ctx, deadline.Add(time.Minute), 100)
 		return err
 	}); err != nil {
 		return err
 	}
-	return e.step(ctx, "review/timeout", "no answer: proceed without", func(ctx context.Context) error {
-		err := w.repo.TimeoutCTAEvent(ctx, id)
+	return w.step(ctx, e, "review/timeout", "no answer: proceed without", func(ctx context.Context, r *repository.Repository) error {
+		err := r.TimeoutCTAEvent(ctx, id)
 		if errors.Is(err, repository.ErrInvalidTransition) {
 			// The person answered just before the timeout: their answer
 			// stands, and the workflow should read it instead.
