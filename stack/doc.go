@@ -24,6 +24,14 @@
 //     and shows that without that setting many fail with "database is
 //     locked"; TestSQLiteBigAppendDoesNotLockOthersOut shows that a big
 //     memory append does not hold other writers past the busy timeout.
+//   - TestPreparedStatementsBounded makes 5,000 writes of every kind, under
+//     deadlines from a second to a year or none, on a GORM with
+//     PrepareStmt, and checks that GORM's statement cache stays small and
+//     stops growing once every statement has been sent. On MariaDB it
+//     checks the server's Prepared_stmt_count as well, on a MariaDB of its
+//     own, started from the mariadbd and mariadb-install-db executables
+//     (Debian's mariadb-server) with its data in a temporary directory:
+//     without them it is skipped, or fails where CI is set.
 //
 // To run them:
 //
