@@ -128,13 +128,27 @@ func TestKilledWorkflowEndsAsACleanRun(t *testing.T) {
 		t.Error("no kill landed between a step's write and its checkpoint: no write ran twice")
 	}
 
-	want := persistencetest.TakeSnapshot(t, openApp(t, clean))
+	cleanApp := openApp(t, clean)
+	want := persistencetest.TakeSnapshot(t, cleanApp)
 	got := persistencetest.TakeSnapshot(t, openApp(t, killed))
 	if d := persistencetest.Diff(want, got); len(d) > 0 {
 		t.Fatalf("after %d kills, %d rows differ from the clean run's:\n%s", kills, len(d), d.Describe("clean run", "killed run", 5))
 	}
 	if want.Rows() != 14 {
 		t.Errorf("the clean run left %d rows, want the feature run's 14", want.Rows())
+	}
+
+	// The last moves of the run and the sandbox were made at their steps'
+	// DBOS IDs plus one. The trace numbers the steps that write from 1,
+	// after the clock, DBOS's step 0: as DBOS does.
+	for _, c := range []struct{ table, step string }{{"feature_runs", "review/enter"}, {"sandboxes", "sandbox/stop"}} {
+		var step int64
+		if err := cleanApp.Raw("SELECT step FROM " + c.table).Scan(&step).Error; err != nil {
+			t.Fatal(err)
+		}
+		if n := cleanRun.stepNumber(c.step); step != int64(n)+1 {
+			t.Errorf("%s: step %d, want that of %s, DBOS's step %d, plus one", c.table, step, c.step, n)
+		}
 	}
 }
 
@@ -310,6 +324,17 @@ func (p *process) lastStep() (point, bool) {
 		}
 	}
 	return point{}, false
+}
+
+// stepNumber returns the number the trace gives the step name, or -1.
+func (p *process) stepNumber(name string) int {
+	for _, l := range p.lines {
+		if m := traceLine.FindStringSubmatch(l); m != nil && m[2] == name {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
+	return -1
 }
 
 // has reports whether the program printed line.

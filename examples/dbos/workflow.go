@@ -100,16 +100,23 @@ func (p *pipeline) featureRun(ctx dbos.Context, in input) (string, error) {
 // id derives the ID of a step's row from the triggering event.
 func (r *execution) id(step string) uuid.UUID { return repository.StableID(r.eventID, step) }
 
-// step runs write as the DBOS step name.
+// step runs write as the DBOS step name, through the pipeline's
+// Repository at the step's DBOS step ID plus one (see stepOf): a zombie of
+// the step, an attempt DBOS gave up on that writes after later steps ran,
+// then cannot move the run's phase or the sandbox's status back.
 func (r *execution) step(name string, write func(ctx context.Context, repo *repository.Repository) error) error {
 	r.steps++
 	n := r.steps
 	ran := false
 	_, err := dbos.RunAsStep(r.ctx, func(ctx context.Context) (struct{}, error) {
 		ran = true
+		step, err := stepOf(ctx)
+		if err != nil {
+			return struct{}{}, err
+		}
 		fmt.Fprintf(r.p.trace, "step %d %s begin\n", n, name)
 		r.p.pause()
-		if err := write(ctx, r.p.repo); err != nil {
+		if err := write(ctx, r.p.repo.AtStep(step)); err != nil {
 			return struct{}{}, err
 		}
 		fmt.Fprintf(r.p.trace, "step %d %s wrote\n", n, name)
@@ -125,6 +132,22 @@ func (r *execution) step(name string, write func(ctx context.Context, repo *repo
 		fmt.Fprintf(r.p.trace, "step %d %s recorded\n", n, name)
 	}
 	return nil
+}
+
+// stepOf returns the step that DBOS runs in ctx, the context it gives the
+// step's function: the step's ID plus one. DBOS numbers a workflow's steps
+// from 0, in the order the workflow reaches them, the same in every
+// execution of the workflow; AtStep's steps start at 1.
+func stepOf(ctx context.Context) (int64, error) {
+	dctx, ok := ctx.(dbos.Context)
+	if !ok {
+		return 0, errors.New("not in a DBOS step")
+	}
+	id, err := dbos.GetStepID(dctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(id) + 1, nil
 }
 
 // pause works for a random time up to the pipeline's work.
