@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/models"
@@ -22,6 +23,16 @@ type rows struct {
 
 func newRows(t *testing.T, ctx context.Context, repo *repository.Repository, key string) rows {
 	t.Helper()
+	f, err := makeRows(ctx, repo, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// makeRows is newRows for a goroutine other than the test's: it returns
+// the error that newRows fails the test with.
+func makeRows(ctx context.Context, repo *repository.Repository, key string) (rows, error) {
 	f := rows{
 		run:        repository.StableID(key, "run"),
 		newRun:     repository.StableID(key, "new run"),
@@ -35,10 +46,7 @@ func newRows(t *testing.T, ctx context.Context, repo *repository.Repository, key
 	_, err3 := repo.CreateAgentInvocation(ctx, repository.NewAgentInvocation{ID: f.invocation, FeatureRunID: f.run, Agent: "coder"})
 	err4 := repo.CreateSandboxRecord(ctx, repository.NewSandbox{ID: f.sandbox, FeatureRunID: f.run})
 	err5 := repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: f.cta, FeatureRunID: f.run})
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return f, errors.Join(err1, err2, err3, err4, err5)
 }
 
 // blocked is a write and the row another transaction locks to block it.
@@ -63,6 +71,24 @@ const (
 	// the create waits to learn whether the key will exist.
 	insertRun = `INSERT INTO feature_runs (id, phase, status, memories, created_at, updated_at) VALUES (?, 'blocker', 'running', '[]', now(), now())`
 )
+
+// holdLock begins a transaction on db that takes lock, with id as its one
+// var, and returns it holding the lock until it commits or rolls back. An
+// empty lock takes nothing beyond what BEGIN takes: on an SQLite file
+// opened with _txlock=immediate, the database's write lock, which every
+// other connection's write waits for.
+func holdLock(ctx context.Context, db *gorm.DB, lock string, id any) (*gorm.DB, error) {
+	tx := db.WithContext(ctx).Begin()
+	if tx.Error != nil {
+		return nil, tx.Error
+	}
+	if lock != "" {
+		if err := tx.Exec(lock, id).Error; err != nil {
+			return nil, errors.Join(err, tx.Rollback().Error)
+		}
+	}
+	return tx, nil
+}
 
 // blockedWrites are the fifteen writes. A create of a child waits for the
 // run it names, whose foreign key check needs a lock that FOR UPDATE
@@ -154,8 +180,8 @@ func TestDeadlines(t *testing.T) {
 					f := newRows(t, ctx, repo, "deadline-"+w.name)
 					before := takeSnapshot(t, ctx, db, f.run)
 
-					tx := db.WithContext(ctx).Begin()
-					if err := errors.Join(tx.Error, tx.Exec(w.lock, w.id(f)).Error); err != nil {
+					tx, err := holdLock(ctx, db, w.lock, w.id(f))
+					if err != nil {
 						t.Fatalf("take the lock: %v", err)
 					}
 					released := make(chan error, 1)
@@ -166,7 +192,7 @@ func TestDeadlines(t *testing.T) {
 
 					wctx, cancel := context.WithTimeout(ctx, deadline)
 					start := time.Now()
-					err := w.call(wctx, repo, f)
+					err = w.call(wctx, repo, f)
 					elapsed := time.Since(start)
 					cancel()
 					if !errors.Is(err, context.DeadlineExceeded) {
