@@ -84,12 +84,20 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 		defer close(stopped)
 		wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
 		defer cancel()
-		if stop(wait) == nil {
+		// A request that reaches the server before the statement does
+		// stops nothing, so it is sent again until the answer comes.
+		for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
+			if err := stop(wait); err != nil {
+				break
+			}
 			select {
 			case <-answered:
 				return
 			case <-wait.Done():
+			case <-time.After(again):
+				continue
 			}
+			break
 		}
 		abandon()
 	})
