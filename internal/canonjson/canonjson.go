@@ -107,30 +107,61 @@ func (e *Error) Error() string {
 // included, is JSON text like any given to Canonicalize: an escape \ufffd
 // there is the character U+FFFD, kept, while raw invalid bytes are refused.
 func Marshal(v any) ([]byte, error) {
+	val, err := MarshalValue(v)
+	return val.JSON, err
+}
+
+// Value is the canonical form of a value, with what a larger value made
+// of it needs to know to check its own limits without parsing it again
+// (see Array).
+type Value struct {
+	// JSON is the canonical form.
+	JSON []byte
+	// growth is how many bytes longer than JSON PostgreSQL's jsonb text
+	// of the value is (see parser.growth).
+	growth int
+	// depth is the deepest nesting of arrays and objects in the value, 1
+	// for an array of scalars, 0 for a scalar.
+	depth int
+}
+
+// MarshalValue is Marshal, returning the canonical form as a Value.
+func MarshalValue(v any) (Value, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return nil, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
+		return Value{}, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
 	}
-	out, err := Canonicalize(raw)
+	p, err := canonicalize(raw)
 	if err != nil {
-		return nil, err
+		return Value{}, err
 	}
-	// encoding/json writes this very spelling, lower case, for each byte
-	// it replaces; without it, v had no invalid UTF-8 and needs no search.
-	if bytes.Contains(raw, []byte(`\ufffd`)) {
+	// encoding/json writes the escape \ufffd for each byte it replaces;
+	// where the parser met none, v had no invalid UTF-8 and needs no
+	// search.
+	if p.escapedFFFD {
 		if path, found := invalidUTF8(reflect.ValueOf(v)); found {
-			return nil, &Error{Reason: "invalid UTF-8 in the Go string at " + path + " (encoding/json would store U+FFFD)", Offset: -1}
+			return Value{}, &Error{Reason: "invalid UTF-8 in the Go string at " + path + " (encoding/json would store U+FFFD)", Offset: -1}
 		}
 	}
-	return out, nil
+	return Value{JSON: p.out, growth: p.growth, depth: p.depth}, nil
 }
 
 // Canonicalize returns the canonical form of the JSON text raw.
 func Canonicalize(raw []byte) ([]byte, error) {
-	if len(raw) > MaxBytes {
-		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes", MaxBytes), Offset: -1}
+	p, err := canonicalize(raw)
+	if err != nil {
+		return nil, err
 	}
-	p := parser{in: raw, out: make([]byte, 0, len(raw))}
+	return p.out, nil
+}
+
+// canonicalize parses raw into its canonical form and checks its limits,
+// returning the parser with what it found.
+func canonicalize(raw []byte) (*parser, error) {
+	if len(raw) > MaxBytes {
+		return nil, tooLarge()
+	}
+	p := &parser{in: raw, out: make([]byte, 0, len(raw))}
 	p.skipSpace()
 	if err := p.value(0); err != nil {
 		return nil, err
@@ -144,12 +175,84 @@ func Canonicalize(raw []byte) ([]byte, error) {
 	if len(p.out) > MaxBytes {
 		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes once canonical", MaxBytes), Offset: -1}
 	}
-	if stored := len(p.out) + p.growth; stored > ExpansionFactor*len(p.out)+ExpansionSlack {
-		return nil, &Error{Reason: fmt.Sprintf(
-			"larger than %d times its canonical %d bytes plus %d once PostgreSQL writes its numbers out in full (%d bytes)",
-			ExpansionFactor, len(p.out), ExpansionSlack, stored), Offset: -1}
+	if err := checkExpansion(len(p.out), p.growth); err != nil {
+		return nil, err
 	}
-	return p.out, nil
+	return p, nil
+}
+
+// tooLarge is the error of a text longer than MaxBytes.
+func tooLarge() error {
+	return &Error{Reason: fmt.Sprintf("larger than %d bytes", MaxBytes), Offset: -1}
+}
+
+// checkExpansion refuses a canonical form n bytes long whose text on
+// PostgreSQL is growth bytes longer, when that is past the expansion bound.
+func checkExpansion(n, growth int) error {
+	if stored := n + growth; stored > ExpansionFactor*n+ExpansionSlack {
+		return &Error{Reason: fmt.Sprintf(
+			"larger than %d times its canonical %d bytes plus %d once PostgreSQL writes its numbers out in full (%d bytes)",
+			ExpansionFactor, n, ExpansionSlack, stored), Offset: -1}
+	}
+	return nil
+}
+
+// Array writes the canonical JSON array of Values, in the order they are
+// appended: an array of canonical values is canonical. It checks the
+// array's limits (MaxBytes, MaxDepth and the expansion bound) from what
+// each Value knows of itself, and refuses exactly what Canonicalize
+// refuses of the array's text, without parsing it again. The zero Array
+// is the empty array.
+type Array struct {
+	out []byte
+	// growth and depth are those of the array (see Value): its elements'
+	// growth and a byte for each comma, which jsonb writes ", "; its
+	// elements' deepest nesting.
+	growth, depth int
+}
+
+// Append adds v to the end of a.
+func (a *Array) Append(v Value) {
+	if len(a.out) == 0 {
+		a.out = append(a.out, '[')
+	} else {
+		a.out = append(a.out, ',')
+		a.growth++
+	}
+	a.out = append(a.out, v.JSON...)
+	a.growth += v.growth
+	a.depth = max(a.depth, v.depth)
+}
+
+// Len returns the length of a's text so far, without its closing bracket.
+func (a *Array) Len() int { return max(len(a.out), 1) }
+
+// Close returns the canonical text of a, or the error Canonicalize returns
+// for that text. a must not be used after.
+func (a *Array) Close() ([]byte, error) {
+	if len(a.out) == 0 {
+		a.out = append(a.out, '[')
+	}
+	out := append(a.out, ']')
+	a.out = nil
+	if len(out) > MaxBytes {
+		return nil, tooLarge()
+	}
+	// The array nests its elements one level deeper than they are on
+	// their own. Past MaxDepth the parser's error names the offset of
+	// the first container too deep, which only parsing finds; the array
+	// is refused anyway, so it is parsed for that.
+	if 1+a.depth > MaxDepth {
+		if _, err := Canonicalize(out); err != nil {
+			return nil, err
+		}
+		return nil, &Error{Reason: fmt.Sprintf("nested deeper than %d levels", MaxDepth), Offset: -1}
+	}
+	// out is as long as its canonical form: no "once canonical" check.
+	if err := checkExpansion(len(out), a.growth); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 type parser struct {
@@ -160,6 +263,11 @@ type parser struct {
 	// the value is: numbers written out in full and a space after each
 	// comma and colon.
 	growth int
+	// depth is the deepest nesting of arrays and objects met.
+	depth int
+	// escapedFFFD reports whether a string held the escape of U+FFFD, as
+	// encoding/json writes it for each invalid byte of a Go string.
+	escapedFFFD bool
 }
 
 func (p *parser) fail(reason string) error { return &Error{Reason: reason, Offset: p.pos} }
@@ -209,6 +317,7 @@ func (p *parser) array(depth int) error {
 	if depth > MaxDepth {
 		return p.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
 	}
+	p.depth = max(p.depth, depth)
 	p.pos++ // [
 	p.out = append(p.out, '[')
 	p.skipSpace()
@@ -252,6 +361,7 @@ func (p *parser) object(depth int) error {
 	if depth > MaxDepth {
 		return p.fail(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
 	}
+	p.depth = max(p.depth, depth)
 	p.pos++ // {
 	var members []member
 	p.skipSpace()
@@ -394,6 +504,8 @@ func (p *parser) escape() (rune, error) {
 	case r == 0:
 		p.pos -= 6
 		return 0, p.fail(`NUL character (\u0000) in string`)
+	case r == utf8.RuneError:
+		p.escapedFFFD = true
 	case utf16.IsSurrogate(r):
 		if p.pos+1 < len(p.in) && p.in[p.pos] == '\\' && p.in[p.pos+1] == 'u' {
 			p.pos += 2
