@@ -1,7 +1,6 @@
 package repository
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -135,33 +134,29 @@ func encodeArray(field string, vs []any) (jsonValue, error) {
 }
 
 // encodeSet returns the canonical JSON array of the distinct values of vs,
-// in order of first appearance.
+// in order of first appearance. Each value is encoded and parsed once: the
+// array's limits, which its values may keep one by one but not in sum
+// (such as many short numbers that PostgreSQL writes out in full), are
+// checked from what canonjson learned of each value, as Canonicalize
+// would check the array's text.
 func encodeSet(field string, vs []any) (jsonValue, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('[')
+	var array canonjson.Array
 	seen := make(map[string]struct{}, len(vs))
 	for i, v := range vs {
-		b, err := canonjson.Marshal(v)
+		value, err := canonjson.MarshalValue(v)
 		if err != nil {
 			return nil, jsonInputError(field+"["+strconv.Itoa(i)+"]", err)
 		}
-		if _, dup := seen[string(b)]; dup {
+		if _, dup := seen[string(value.JSON)]; dup {
 			continue
 		}
-		seen[string(b)] = struct{}{}
-		if buf.Len() > 1 {
-			buf.WriteByte(',')
-		}
-		buf.Write(b)
-		if buf.Len() > canonjson.MaxBytes {
+		seen[string(value.JSON)] = struct{}{}
+		array.Append(value)
+		if array.Len() > canonjson.MaxBytes {
 			return nil, &InputError{Field: field, Reason: "larger than " + strconv.Itoa(canonjson.MaxBytes) + " bytes"}
 		}
 	}
-	buf.WriteByte(']')
-	// Each value is within canonjson's limits, but their sum may not be:
-	// many short numbers that PostgreSQL writes out in full. The array of
-	// canonical values is canonical, so this only checks it.
-	out, err := canonjson.Canonicalize(buf.Bytes())
+	out, err := array.Close()
 	if err != nil {
 		return nil, jsonInputError(field, err)
 	}
