@@ -65,7 +65,7 @@ func Example() {
 	//         phase    "plan!"     "plan!!"
 	// FAIL: persistencetest: not replay-safe when each step runs on 8 goroutines at once: after step 5 of 5, "tag", ran on 8 goroutines, the database differs from the clean run's in 1 row:
 	// FAIL: persistencetest: not replay-safe when a crash after a step's writes resumes at that step: crashed after step 5 of 5, "tag", and after it ran again, the database differs from the clean run's in 1 row:
-	// FAIL: persistencetest: not replay-safe when each step runs again as a zombie, after the last step: step 5 of 5, "tag", ran again after the last step, the database differs from the clean run's in 1 row:
+	// FAIL: persistencetest: not replay-safe when each step runs again as a zombie after each later step: step 5 of 5, "tag", ran again after the last step, the database differs from the clean run's in 1 row:
 }
 
 // runTest runs test as go test would, and prints what it reports: the

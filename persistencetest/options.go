@@ -57,7 +57,7 @@ func FenceSteps() Option {
 }
 
 // NoZombies leaves out the zombie mode of [RequireReplaySafe], in which
-// each step runs once more after the last step. Leave it on unless the
+// each step runs once more after each later step. Leave it on unless the
 // engine never runs a step after a later one began: one that ends every
 // attempt of a step it gave up on, and waits for its writes to end,
 // before it retries the step or moves on. Steps that fail the mode are

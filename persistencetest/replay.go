@@ -43,10 +43,11 @@ const copies = 8
 //   - for each step k, the run crashes after step k's writes and resumes at
 //     step k, which runs again, as engines that memoise finished steps do
 //     (DBOS, Inngest, Temporal activities);
-//   - the zombie mode: for each step k, the steps run to the end, then step
-//     k runs once more, as a zombie would: an attempt of the step that the
-//     engine gave up on (a timed-out activity, a cancelled statement) but
-//     that still writes after the later steps ran. The error it returns,
+//   - the zombie mode: for each step k, the steps run to the end, and step
+//     k runs once more after each later step, as a zombie would: an
+//     attempt of the step that the engine gave up on (a timed-out
+//     activity, a cancelled statement) but that still writes after later
+//     steps ran. The error it returns,
 //     if any, is ignored, since nobody awaits it. Steps that move a run's
 //     phase or a sandbox's status back and forth pass it only fenced, by
 //     [repository.Repository.AtStep]: see [FenceSteps]. [NoZombies] leaves
@@ -243,15 +244,15 @@ func (r *replayer) crashAndReplay() string {
 }
 
 // zombieMode names the zombie mode in failure messages.
-const zombieMode = "each step runs again as a zombie, after the last step"
+const zombieMode = "each step runs again as a zombie after each later step"
 
 // zombies is the zombie mode: for each step k, the steps run to the end,
-// then step k once more.
+// with step k once more after each later one.
 func (r *replayer) zombies() string {
 	for k := range r.steps {
-		// Before the first zombie, the database is compared after every
-		// step, so that a step that differs on a database of its own is
-		// named; before the others, it is compared at the end only.
+		// With the first step's zombie, the database is also compared
+		// before each zombie, so that a step that differs on a database
+		// of its own is named; with the others, only after each zombie.
 		if msg := r.zombie(k, k == 0); msg != "" {
 			return msg
 		}
@@ -259,24 +260,36 @@ func (r *replayer) zombies() string {
 	return ""
 }
 
+// zombie runs the steps to the end, and step k again after each step
+// after it (after k itself when it is the last), comparing the database
+// after each zombie with the clean run's at the same point: a zombie may
+// land at any time after the engine gave up on it, before the rows it
+// moved are final.
 func (r *replayer) zombie(k int, everyStep bool) string {
 	db, repo, release := r.database()
 	defer release()
 	last := len(r.steps) - 1
 	for i := range r.steps {
 		if err := r.run(repo, i); err != nil {
-			return r.failure(zombieMode, fmt.Sprintf("before %s, ran again, %s, returned: %v", r.step(k), r.step(i), err), nil)
+			return r.failure(zombieMode, fmt.Sprintf("with zombies of %s, %s, returned: %v", r.step(k), r.step(i), err), nil)
 		}
-		if everyStep || i == last {
+		if everyStep {
 			if d := r.compare(db, i+1); d != nil {
-				return r.failure(zombieMode, fmt.Sprintf("before any zombie, after %s", r.step(i)), d)
+				return r.failure(zombieMode, fmt.Sprintf("before its zombie, after %s", r.step(i)), d)
 			}
 		}
-	}
-	// The engine gave up on the zombie: nobody sees what it returns.
-	_ = r.run(repo, k)
-	if d := r.compare(db, len(r.steps)); d != nil {
-		return r.failureAs(zombieMode, fmt.Sprintf("%s, ran again after the last step", r.step(k)), d, "zombie", r.zombieAdvice())
+		if i <= k && !(i == last && k == last) {
+			continue
+		}
+		// The engine gave up on the zombie: nobody sees what it returns.
+		_ = r.run(repo, k)
+		if d := r.compare(db, i+1); d != nil {
+			after := r.step(i)
+			if i == k {
+				after = "the last step"
+			}
+			return r.failureAs(zombieMode, fmt.Sprintf("%s, ran again after %s", r.step(k), after), d, "zombie", r.zombieAdvice())
+		}
 	}
 	return ""
 }

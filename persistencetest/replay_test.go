@@ -154,7 +154,7 @@ var modes = []string{
 }
 
 // zombieMode is the zombie mode, as failure messages name it.
-const zombieMode = "each step runs again as a zombie, after the last step"
+const zombieMode = "each step runs again as a zombie after each later step"
 
 func TestRequireReplaySafePassesReplaySafeSteps(t *testing.T) {
 	t.Parallel()
@@ -271,13 +271,15 @@ func TestReplayFromStartCatchesWhatResumingDoesNot(t *testing.T) {
 		}},
 		o.complete(),
 	}
+	// Unfenced, the zombie mode fails the phase moves too (see
+	// TestZombieModeCatchesUnfencedMoves); the other modes pass them.
 	if failed, msgs := runFake(t, func(tb testing.TB) {
-		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps)
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.NoZombies())
 	}); failed {
 		t.Fatalf("the default modes failed:\n%s", strings.Join(msgs, "\n"))
 	}
 	failed, msgs := runFake(t, func(tb testing.TB) {
-		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.ReplayFromStart())
+		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.ReplayFromStart(), persistencetest.NoZombies())
 	})
 	want := `persistencetest: not replay-safe when a crash after a step's writes replays from the first step: crashed after step 4 of 4, "complete", then step 2 of 4, "enter implement", returned: ` +
 		"update feature run " + o.run.String() + " phase: invalid transition"
@@ -343,7 +345,7 @@ func TestRequireReplaySafeReportsErrors(t *testing.T) {
 		`persistencetest: not replay-safe when each step runs twice in a row: step 2 of 2, "flaky", returned an error on execution 1: connection reset`,
 		`persistencetest: not replay-safe when each step runs on 8 goroutines at once: step 2 of 2, "flaky", returned errors: connection reset (8 of 8)`,
 		`persistencetest: not replay-safe when a crash after a step's writes resumes at that step: crashed after step 1 of 2, "create run", then step 2 of 2, "flaky", returned: connection reset`,
-		`persistencetest: not replay-safe when ` + zombieMode + `: before step 1 of 2, "create run", ran again, step 2 of 2, "flaky", returned: connection reset`,
+		`persistencetest: not replay-safe when ` + zombieMode + `: with zombies of step 1 of 2, "create run", step 2 of 2, "flaky", returned: connection reset`,
 	}
 	if !failed || !slices.Equal(msgs, wants) {
 		t.Fatalf("got failures %q, want %q", msgs, wants)
@@ -374,11 +376,10 @@ func TestRequireReplaySafeOnWorkload(t *testing.T) {
 	}{
 		// The workload pauses and resumes a sandbox and moves the run
 		// through five phases, as a workflow on a durable engine does with
-		// each step's writes fenced. Unfenced, it passes too, as its run
-		// completes and its sandboxes stop or fail: a zombie can move none
-		// of them after the last step.
+		// each step's writes fenced. Unfenced, only the zombie mode fails
+		// it, as a zombie of a phase move lands after a later one.
 		{1, workload.InOrder, []persistencetest.Option{persistencetest.FenceSteps()}},
-		{2, workload.InOrder, nil},
+		{2, workload.InOrder, []persistencetest.Option{persistencetest.NoZombies()}},
 		{3, workload.Replay, []persistencetest.Option{persistencetest.ReplayFromStart(), persistencetest.FenceSteps()}},
 	} {
 		t.Run(fmt.Sprint(c.seed), func(t *testing.T) {
@@ -469,10 +470,10 @@ func TestZombieModeCatchesUnfencedMoves(t *testing.T) {
 			name:  "phases",
 			moves: []string{"plan", "create", "running", "paused", "running", "implement", "review", "stopped"},
 			want: []string{
-				`not replay-safe when ` + zombieMode + `: step 2 of 9, "phase plan", ran again after the last step, the database differs from the clean run's in 1 row:`,
+				`not replay-safe when ` + zombieMode + `: step 2 of 9, "phase plan", ran again after step 7 of 9, "phase implement", the database differs from the clean run's in 1 row:`,
 				"feature_runs " + repository.StableID("evt-zombie-phases", "run").String() + ": differs\n",
-				"\n    column   clean run   zombie\n",
-				"\n    phase    \"review\"    \"plan\"\n",
+				"\n    column   clean run     zombie\n",
+				"\n    phase    \"implement\"   \"plan\"\n",
 				"(FenceSteps() does that here).",
 			},
 		},
@@ -480,7 +481,7 @@ func TestZombieModeCatchesUnfencedMoves(t *testing.T) {
 			name:  "sandbox",
 			moves: []string{"plan", "create", "running", "paused", "running", "paused"},
 			want: []string{
-				`not replay-safe when ` + zombieMode + `: step 4 of 7, "sandbox running", ran again after the last step, the database differs from the clean run's in 1 row:`,
+				`not replay-safe when ` + zombieMode + `: step 4 of 7, "sandbox running", ran again after step 5 of 7, "sandbox paused", the database differs from the clean run's in 1 row:`,
 				`sandboxes "sbx-` + repository.StableID("evt-zombie-sandbox", "sandbox").String()[:8] + `": differs` + "\n",
 				"\n    status   \"paused\"    \"running\"\n",
 			},
@@ -553,7 +554,7 @@ func TestFenceStepsGivesEachStepItsPosition(t *testing.T) {
 		steps := []persistencetest.Step{o.createRun(), enterImplement, enterReviewAt(2)}
 		persistencetest.RequireReplaySafe(tb, persistencetest.Open, steps, persistencetest.FenceSteps())
 	})
-	want := `not replay-safe when ` + zombieMode + `: step 2 of 3, "enter implement", ran again after the last step`
+	want := `not replay-safe when ` + zombieMode + `: step 2 of 3, "enter implement", ran again after step 3 of 3, "enter review"`
 	if !failed || len(msgs) != 1 || !strings.Contains(msgs[0], want) || !strings.Contains(msgs[0], "A step that calls AtStep itself must pass its own position.") {
 		t.Fatalf("got failures %q, want one containing %q", msgs, want)
 	}

@@ -105,9 +105,8 @@ func TestWorkflowIsReplaySafe(t *testing.T) {
 // zombie of "implement/start" that writes after "review/start" ran and
 // before "finish" completes the run. Each step writing at its position, the
 // zombie's move to implement finds the run moved at a later step, and the
-// run completes in review. persistencetest's zombie mode, whose zombies
-// write after the last step, cannot show this: there the run is completed
-// and refuses every move.
+// run completes in review. persistencetest's zombie mode runs such a
+// zombie too, in TestWorkflowIsReplaySafe; this test names the case.
 func TestWorkflowFencesItsZombies(t *testing.T) {
 	ctx := t.Context()
 	steps := workflowSteps(t)
