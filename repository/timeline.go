@@ -42,7 +42,8 @@ type InvocationTimeline struct {
 // RunTimeline returns the run runID with all its children, or ErrNotFound.
 // It costs five queries whatever the run's size and however deep its
 // sub-agents nest, one per table, read in one transaction so that they
-// agree with each other; the nesting is done in memory.
+// agree with each other; the nesting is done in memory, without
+// recursion, so that no depth exhausts the stack.
 //
 // An invocation is top-level, listed under its phase (or in Unphased),
 // when it has no parent. One whose parent is not in the run's invocations
@@ -108,6 +109,11 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 // (the database checks a parent exists when a row is written, so a cycle
 // takes an update), is broken at its first invocation, which is listed
 // after the top-level ones: no invocation is left out.
+//
+// It walks the tree with a stack of its own rather than recursing, so
+// that no depth of sub-agents can exhaust the goroutine's stack: each
+// node is placed in its parent's list, allocated at its final length,
+// before its own sub-agents are.
 func nest(invocations []models.AgentInvocation) []InvocationTimeline {
 	index := make(map[uuid.UUID]int, len(invocations))
 	for i, inv := range invocations {
@@ -125,26 +131,54 @@ func nest(invocations []models.AgentInvocation) []InvocationTimeline {
 		roots = append(roots, i)
 	}
 	placed := make([]bool, len(invocations))
-	var build func(i int) InvocationTimeline
-	build = func(i int) InvocationTimeline {
+	type pending struct {
+		node *InvocationTimeline
+		i    int
+	}
+	var stack []pending
+	// build fills node with invocation i and everything under it. Every
+	// invocation has one parent, so a sub-agent can only have been placed
+	// already as the start of a cycle, which is where the cycle is
+	// broken.
+	build := func(node *InvocationTimeline, i int) {
 		placed[i] = true
-		node := InvocationTimeline{AgentInvocation: invocations[i]}
-		for _, c := range children[i] {
-			if !placed[c] {
-				node.SubInvocations = append(node.SubInvocations, build(c))
+		stack = append(stack[:0], pending{node, i})
+		for len(stack) > 0 {
+			top := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			top.node.AgentInvocation = invocations[top.i]
+			n := 0
+			for _, c := range children[top.i] {
+				if !placed[c] {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			top.node.SubInvocations = make([]InvocationTimeline, 0, n)
+			for _, c := range children[top.i] {
+				if !placed[c] {
+					placed[c] = true
+					top.node.SubInvocations = append(top.node.SubInvocations, InvocationTimeline{})
+					stack = append(stack, pending{&top.node.SubInvocations[len(top.node.SubInvocations)-1], c})
+				}
 			}
 		}
-		return node
 	}
 	top := make([]InvocationTimeline, 0, len(roots))
 	for _, i := range roots {
-		top = append(top, build(i))
+		var node InvocationTimeline
+		build(&node, i)
+		top = append(top, node)
 	}
 	// What no root reaches is a cycle: list each as top-level where it
 	// is first met, in order.
 	for i := range invocations {
 		if !placed[i] {
-			top = append(top, build(i))
+			var node InvocationTimeline
+			build(&node, i)
+			top = append(top, node)
 		}
 	}
 	return top
