@@ -19,9 +19,9 @@ type Repository struct {
 	db      *gorm.DB
 	dialect *dialect.Dialect
 	inserts *inserts
-	// pool is the pool from which writes pin their connection, if they
-	// do (see write).
-	pool pinner
+	// stopper stops writes whose context ended, where they can be (see
+	// write).
+	stopper *stopper
 	// step is the workflow step the writes are made at, set by AtStep;
 	// zero for unfenced writes.
 	step   int64
@@ -64,7 +64,7 @@ func New(db *gorm.DB) *Repository {
 		r.err = fmt.Errorf("repository: %w", r.err)
 		return r
 	}
-	r.pool = stoppable(r.db, r.dialect.Stop != nil)
+	r.stopper = newStopper(r.db, r.dialect.Stop != nil)
 	r.inserts, r.err = renderInserts(r.db)
 	return r
 }

@@ -24,51 +24,86 @@ const stopWait = 5 * time.Second
 
 // resolverCallback is the name under which gorm.io/plugin/dbresolver
 // registers the callbacks that choose each statement's connection pool.
-// A statement it routes leaves the pool the Repository chose.
 const resolverCallback = "gorm:db_resolver"
 
 // pinner is a connection pool that hands out a connection of its own to
 // keep: *sql.DB, and wrappers of it that offer its Conn.
 type pinner interface {
+	gorm.ConnPool
 	Conn(ctx context.Context) (*sql.Conn, error)
 }
 
-// stoppable returns the connection pool from which the Repository pins a
-// connection for each write, so that a write whose context ends is stopped
-// on the server before the call returns (see write), or nil. It pins when
-// the dialect knows how to stop a statement, outside a transaction (whose
-// writes commit only with it), from a pool that hands out connections
-// (not gorm's PrepareStmt pool, whose statements are prepared on the pool
-// as a whole), and without a resolver that routes statements to pools of
-// its own.
-func stoppable(db *gorm.DB, stop bool) pinner {
-	pool, ok := db.Statement.ConnPool.(pinner)
-	if !ok || !stop || db.Callback().Raw().Get(resolverCallback) != nil {
+// pinned is a connection the Repository pinned for a write, or the pool
+// it came from, as the statement's connection pool. It is a
+// gorm.TxCommitter, as a transaction is, so that resolvers, which leave a
+// transaction's statements on its connection, leave its statements where
+// they are. It commits and rolls back nothing: there is no transaction.
+type pinned struct{ gorm.ConnPool }
+
+func (pinned) Commit() error   { return nil }
+func (pinned) Rollback() error { return nil }
+
+// stopper is how a Repository stops its writes whose context ended (see
+// write): the pool it pins a connection of for each write, or the
+// resolver callback that chooses that pool, as the Create chain would.
+type stopper struct {
+	pool    pinner
+	resolve func(*gorm.DB)
+}
+
+// newStopper returns the stopper of the Repository over db, whose dialect
+// stops statements if stop, or nil when its writes cannot be stopped:
+// writes pin no connection inside a transaction (whose writes commit only
+// with it), nor from a pool that does not hand out connections, such as
+// gorm's PrepareStmt pool, whose statements are prepared on the pool as a
+// whole.
+func newStopper(db *gorm.DB, stop bool) *stopper {
+	if !stop {
 		return nil
 	}
-	return pool
+	if resolve := db.Callback().Create().Get(resolverCallback); resolve != nil {
+		return &stopper{resolve: resolve}
+	}
+	if _, ok := db.Statement.ConnPool.(gorm.TxCommitter); ok {
+		return nil
+	}
+	if pool, ok := db.Statement.ConnPool.(pinner); ok {
+		return &stopper{pool: pool}
+	}
+	return nil
 }
 
 // write runs a statement that writes, do, on tx. When ctx can end, do runs
-// on a connection pinned from the Repository's pool, under a context that
-// keeps ctx's values but not its end: drivers abandon a statement at its
-// context's end without stopping it, and the server then commits it once
-// the lock it waits for is free, after the call returned an error. At
-// ctx's end the server is asked to stop the statement instead, and write
-// waits, at most stopWait, for its answer: its success if it committed
-// first, or the error of the statement stopped. A connection the server
-// was asked to stop a statement of is closed, not reused: the request may
-// reach it after its statement ended.
+// on a connection pinned from the pool the statement would run on, under
+// a context that keeps ctx's values but not its end: drivers abandon a
+// statement at its context's end without stopping it, and the server then
+// commits it once the lock it waits for is free, after the call returned
+// an error. At ctx's end the server is asked to stop the statement
+// instead, and write waits, at most stopWait, for its answer: its success
+// if it committed first, or the error of the statement stopped. A
+// connection the server was asked to stop a statement of is closed, not
+// reused: the request may reach it after its statement ended.
 func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB) error) error {
-	if r.pool == nil || ctx.Done() == nil || r.dryRun() {
+	if r.stopper == nil || ctx.Done() == nil || r.dryRun() {
 		return do(tx)
 	}
-	conn, err := r.pool.Conn(ctx)
+	pool := r.stopper.pool
+	if r.stopper.resolve != nil {
+		r.stopper.resolve(tx)
+		var ok bool
+		if pool, ok = tx.Statement.ConnPool.(pinner); !ok {
+			return do(tx)
+		}
+		if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); ok {
+			return do(tx)
+		}
+	}
+	conn, err := pool.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	stop, err := r.stopper(ctx, conn)
+	stop, err := r.stopFunc(ctx, pool, conn)
 	if err != nil {
 		return err
 	}
@@ -78,7 +113,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	statementCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
 	tx.Statement.Context = statementCtx
-	tx.Statement.ConnPool = conn
+	tx.Statement.ConnPool = pinned{conn}
 	answered, stopped := make(chan struct{}), make(chan struct{})
 	unwatch := context.AfterFunc(ctx, func() {
 		defer close(stopped)
@@ -110,9 +145,10 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	return err
 }
 
-// stopper returns the function that asks the server to stop the statement
-// conn runs, or nil when the dialect does not know conn's driver.
-func (r *Repository) stopper(ctx context.Context, conn *sql.Conn) (func(context.Context) error, error) {
+// stopFunc returns the function that asks the server to stop the
+// statement conn, a connection of pool, runs, or nil when the dialect
+// does not know conn's driver.
+func (r *Repository) stopFunc(ctx context.Context, pool pinner, conn *sql.Conn) (func(context.Context) error, error) {
 	s := r.dialect.Stop
 	var stop func(context.Context) error
 	var raw any
@@ -130,7 +166,9 @@ func (r *Repository) stopper(ctx context.Context, conn *sql.Conn) (func(context.
 		return nil, err
 	}
 	return func(ctx context.Context) error {
+		// On another connection of conn's pool: the same server.
 		tx := r.statement(ctx, "", s.Kill, []any{id})
+		tx.Statement.ConnPool = pinned{pool}
 		return tx.Callback().Raw().Execute(tx).Error
 	}, nil
 }
@@ -151,7 +189,7 @@ func (r *Repository) connID(ctx context.Context, conn *sql.Conn, raw any) (int64
 		return id.(int64), nil
 	}
 	tx := r.statement(ctx, "", r.dialect.Stop.ConnID, nil)
-	tx.Statement.ConnPool = conn
+	tx.Statement.ConnPool = pinned{conn}
 	tx.Statement.Settings.Store(primaryHint, struct{}{})
 	tx.Statement.Settings.Store("rows", true)
 	tx = tx.Callback().Row().Execute(tx)
