@@ -16,6 +16,7 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/plugin/dbresolver"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/migrate"
@@ -602,6 +603,16 @@ func TestLateWrites(t *testing.T) {
 			d.Open = openQuietMariaDB
 		}
 		dbs = append(dbs, d)
+		// dbresolver chooses each statement's pool in a callback, which
+		// the Repository must follow to stop the statement where it runs.
+		open := d.Open
+		dbs = append(dbs, dbtest.Database{Name: d.Name + "+dbresolver", Open: func(t testing.TB) *gorm.DB {
+			db := open(t)
+			if err := db.Use(dbresolver.Register(dbresolver.Config{})); err != nil {
+				t.Fatal(err)
+			}
+			return db
+		}})
 	}
 	for _, d := range dbs {
 		t.Run(d.Name, func(t *testing.T) {
