@@ -54,9 +54,7 @@ type stopper struct {
 // newStopper returns the stopper of the Repository over db, whose dialect
 // stops statements if stop, or nil when its writes cannot be stopped:
 // writes pin no connection inside a transaction (whose writes commit only
-// with it), nor from a pool that does not hand out connections, such as
-// gorm's PrepareStmt pool, whose statements are prepared on the pool as a
-// whole.
+// with it), nor from a pool that does not hand out connections.
 func newStopper(db *gorm.DB, stop bool) *stopper {
 	if !stop {
 		return nil
@@ -64,13 +62,27 @@ func newStopper(db *gorm.DB, stop bool) *stopper {
 	if resolve := db.Callback().Create().Get(resolverCallback); resolve != nil {
 		return &stopper{resolve: resolve}
 	}
-	if _, ok := db.Statement.ConnPool.(gorm.TxCommitter); ok {
-		return nil
-	}
-	if pool, ok := db.Statement.ConnPool.(pinner); ok {
+	if pool := pinnable(db.Statement.ConnPool); pool != nil {
 		return &stopper{pool: pool}
 	}
 	return nil
+}
+
+// pinnable returns the pool of pool's connections to pin one of for a
+// write, or nil for a transaction or a pool that hands out none. gorm's
+// PrepareStmt pool prepares each statement on the pool as a whole, for
+// any of its connections, so a write pins one of the pool it wraps and
+// runs there as the driver runs statements (pgx prepares and caches them
+// per connection on its own).
+func pinnable(pool gorm.ConnPool) pinner {
+	if p, ok := pool.(*gorm.PreparedStmtDB); ok {
+		pool = p.ConnPool
+	}
+	if _, ok := pool.(gorm.TxCommitter); ok {
+		return nil
+	}
+	p, _ := pool.(pinner)
+	return p
 }
 
 // write runs a statement that writes, do, on tx. When ctx can end, do runs
@@ -90,11 +102,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	pool := r.stopper.pool
 	if r.stopper.resolve != nil {
 		r.stopper.resolve(tx)
-		var ok bool
-		if pool, ok = tx.Statement.ConnPool.(pinner); !ok {
-			return do(tx)
-		}
-		if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); ok {
+		if pool = pinnable(tx.Statement.ConnPool); pool == nil {
 			return do(tx)
 		}
 	}
