@@ -53,11 +53,12 @@ func Models() []any {
 // use utf8mb4 or is not in a strict SQL mode. It then sends the
 // statements of migrate/sql/mariadb's numbered files that the schema
 // lacks, in order, holding a named lock (GET_LOCK) on one connection: a
-// CREATE TABLE when its table is missing, and an ALTER TABLE … ADD COLUMN
-// when its column is missing. MariaDB commits each DDL statement on its
-// own, so Up is not one transaction there: each statement creates one
-// whole table or adds one column, atomically, and an interrupted Up
-// leaves some statements made and the rest not, which the next Up makes.
+// CREATE TABLE when its table is missing, an ALTER TABLE … ADD COLUMN
+// when its column is missing, and a CREATE INDEX when its index is
+// missing. MariaDB commits each DDL statement on its own, so Up is not
+// one transaction there: each statement creates one whole table, adds one
+// column or adds one index, atomically, and an interrupted Up leaves some
+// statements made and the rest not, which the next Up makes.
 //
 // The files in migrate/sql hold the DDL Up sends, for teams that run their
 // own migration tool (see README.md).

@@ -11,10 +11,12 @@ import (
 // owns every other row: deleting a run deletes its sandboxes, phase results,
 // agent invocations and CTA events.
 type FeatureRun struct {
-	ID uuid.UUID `gorm:"type:uuid;primaryKey;index:idx_feature_runs_status_created,priority:3;index:idx_feature_runs_created,priority:2"`
-	// Phase names the pipeline phase the run is in, such as "plan".
-	Phase  string    `gorm:"size:255;not null"`
-	Status RunStatus `gorm:"size:16;not null;index:idx_feature_runs_status_created,priority:1"`
+	ID uuid.UUID `gorm:"type:uuid;primaryKey;index:idx_feature_runs_status_created,priority:3;index:idx_feature_runs_created,priority:2;index:idx_feature_runs_phase_status_created,priority:4"`
+	// Phase names the pipeline phase the run is in, such as "plan". Runs
+	// are indexed by phase, then status and creation, for listings and
+	// counts of one phase.
+	Phase  string    `gorm:"size:255;not null;index:idx_feature_runs_phase_status_created,priority:1"`
+	Status RunStatus `gorm:"size:16;not null;index:idx_feature_runs_status_created,priority:1;index:idx_feature_runs_phase_status_created,priority:2"`
 	// Memories is a JSON array of distinct values the agents learned during
 	// the run, in order of first appearance.
 	Memories datatypes.JSON `gorm:"not null"`
@@ -22,7 +24,7 @@ type FeatureRun struct {
 	Metadata datatypes.JSON
 	// Error says why the run failed, when it did and a reason was given.
 	Error     *string
-	CreatedAt time.Time `gorm:"not null;index:idx_feature_runs_status_created,priority:2;index:idx_feature_runs_created,priority:1"`
+	CreatedAt time.Time `gorm:"not null;index:idx_feature_runs_status_created,priority:2;index:idx_feature_runs_created,priority:1;index:idx_feature_runs_phase_status_created,priority:3"`
 	UpdatedAt time.Time `gorm:"not null"`
 	// CompletedAt is when the run reached a terminal status.
 	CompletedAt *time.Time

@@ -38,6 +38,7 @@ databases=(postgres sqlite)
 versions=(
 	'v1 ea43f2a agent_invocation_telemetry'
 	'v2 4e3c6e7 feature_run_and_sandbox_steps'
+	'v3 7f6fd30 run_list_indexes'
 )
 
 scratch=$(mktemp -d)

@@ -35,10 +35,11 @@ var ErrUnsupportedServer = errors.New("unsupported server")
 //
 // MariaDB commits each DDL statement on its own, so there is no one
 // transaction to roll an interrupted migration back. Each statement
-// either creates one table, with its indexes and foreign keys, or adds one
-// column to a table, atomically, and is sent only when its table or
-// column is missing: an interrupted migration leaves some statements made
-// and the others not, and the next one makes those.
+// either creates one table, with its indexes and foreign keys, adds one
+// column to a table, or adds one index to a table, atomically, and is
+// sent only when its table, column or index is missing: an interrupted
+// migration leaves some statements made and the others not, and the next
+// one makes those.
 func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 	if err := check(db); err != nil {
 		return err
@@ -66,17 +67,27 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 		if err := conn.Raw("SELECT table_name AS `table`, column_name AS `name` FROM information_schema.columns WHERE table_schema = DATABASE()").Scan(&columns).Error; err != nil {
 			return err
 		}
-		// A table this migration creates has none of the columns read
-		// here, so it gets every later ADD COLUMN of its own, as it must:
-		// its CREATE TABLE is the one of the version that first had it.
+		var indexes []column
+		if err := conn.Raw("SELECT DISTINCT table_name AS `table`, index_name AS `name` FROM information_schema.statistics WHERE table_schema = DATABASE()").Scan(&indexes).Error; err != nil {
+			return err
+		}
+		// A table this migration creates has none of the columns and
+		// indexes read here, so it gets every later ADD COLUMN and CREATE
+		// INDEX of its own, as it must: its CREATE TABLE is the one of the
+		// version that first had it.
 		for _, s := range stmts {
-			if s.column == "" && slices.Contains(tables, s.table) ||
-				s.column != "" && slices.Contains(columns, column{s.table, s.column}) {
+			switch {
+			case s.column != "" && slices.Contains(columns, column{s.table, s.column}),
+				s.index != "" && slices.Contains(indexes, column{s.table, s.index}),
+				s.column == "" && s.index == "" && slices.Contains(tables, s.table):
 				continue
 			}
 			if err := conn.Exec(s.sql).Error; err != nil {
-				if s.column != "" {
+				switch {
+				case s.column != "":
 					return fmt.Errorf("add column %s.%s: %w", s.table, s.column, err)
+				case s.index != "":
+					return fmt.Errorf("create index %s on %s: %w", s.index, s.table, err)
 				}
 				return fmt.Errorf("create table %s: %w", s.table, err)
 			}
@@ -85,7 +96,7 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 	})
 }
 
-// column is a column of a table.
+// column is a column, or an index, of a table.
 type column struct{ Table, Name string }
 
 func lockTimeout(ctx context.Context) int {
@@ -148,12 +159,16 @@ func Supported(version string) error {
 }
 
 // statement is one statement of a migration file: a CREATE TABLE of
-// table, or an ALTER TABLE that adds column to table.
-type statement struct{ table, column, sql string }
+// table, an ALTER TABLE that adds column to table, or a CREATE INDEX that
+// adds index to table.
+type statement struct{ table, column, index, sql string }
 
 var (
 	createTable = regexp.MustCompile("(?is)^CREATE TABLE IF NOT EXISTS `?(\\w+)`?")
 	addColumn   = regexp.MustCompile("(?is)^ALTER TABLE `?(\\w+)`? ADD COLUMN IF NOT EXISTS `?(\\w+)`?\\s")
+	// createIndex is a CREATE INDEX, which makes one index of one table
+	// (its options, such as ALGORITHM and LOCK, follow the columns).
+	createIndex = regexp.MustCompile("(?is)^CREATE (?:UNIQUE )?INDEX IF NOT EXISTS `?(\\w+)`? ON `?(\\w+)`?\\s*\\(")
 	// anotherAlter finds a second change in an ALTER TABLE, which the
 	// catalog could show made when only the first was.
 	anotherAlter = regexp.MustCompile(`(?i),\s*(ADD|DROP|MODIFY|CHANGE|ALTER|RENAME)\b`)
@@ -161,9 +176,10 @@ var (
 
 // statements returns the statements of files' numbered migrations
 // (NNNNNN_name.up.sql), in order. Each must create one table
-// (CREATE TABLE IF NOT EXISTS) or add one column to a table (ALTER TABLE
-// … ADD COLUMN IF NOT EXISTS), so that migrate can tell from the catalog
-// whether it was made.
+// (CREATE TABLE IF NOT EXISTS), add one column to a table (ALTER TABLE
+// … ADD COLUMN IF NOT EXISTS) or add one index to a table (CREATE INDEX
+// IF NOT EXISTS … ON), so that migrate can tell from the catalog whether
+// it was made.
 func statements(files fs.FS) ([]statement, error) {
 	names, err := fs.Glob(files, "*.up.sql")
 	if err != nil {
@@ -189,7 +205,11 @@ func statements(files fs.FS) ([]statement, error) {
 				stmts = append(stmts, statement{table: m[1], column: m[2], sql: s})
 				continue
 			}
-			return nil, fmt.Errorf("%s: a statement that neither creates a table (CREATE TABLE IF NOT EXISTS) nor adds one column (ALTER TABLE … ADD COLUMN IF NOT EXISTS): %.60s", name, s)
+			if m := createIndex.FindStringSubmatch(s); m != nil {
+				stmts = append(stmts, statement{table: m[2], index: m[1], sql: s})
+				continue
+			}
+			return nil, fmt.Errorf("%s: a statement that neither creates a table (CREATE TABLE IF NOT EXISTS), adds one column (ALTER TABLE … ADD COLUMN IF NOT EXISTS) nor adds one index (CREATE INDEX IF NOT EXISTS … ON): %.60s", name, s)
 		}
 	}
 	return stmts, nil

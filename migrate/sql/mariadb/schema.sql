@@ -1,7 +1,9 @@
 -- The whole schema, as migrate.Up makes it on an empty MariaDB. Up sends
 -- the numbered files instead: one CREATE TABLE a table, each sent only
 -- when its table is missing, then one ALTER TABLE a column added since,
--- each sent only when its column is missing; every statement is atomic.
+-- each sent only when its column is missing, and one CREATE INDEX an
+-- index added since, each sent only when its index is missing; every
+-- statement is atomic.
 -- Hand-written: see the README for the types.
 --
 -- IDs: UUIDs as CHAR(36) in ascii_bin (the text every driver binds, in
@@ -21,7 +23,8 @@ CREATE TABLE IF NOT EXISTS `feature_runs` (
 	`step` bigint NULL,
 	PRIMARY KEY (`id`),
 	INDEX `idx_feature_runs_created` (`created_at`, `id`),
-	INDEX `idx_feature_runs_status_created` (`status`, `created_at`, `id`)
+	INDEX `idx_feature_runs_status_created` (`status`, `created_at`, `id`),
+	INDEX `idx_feature_runs_phase_status_created` (`phase`, `status`, `created_at`, `id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- MariaDB has no partial index: idx_sandboxes_live indexes every status,
