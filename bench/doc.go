@@ -2,12 +2,15 @@
 // its fifteen writes, on PostgreSQL, against a baseline that sends the same
 // SQL statement hand-written over pgx, and against a naive port to GORM of
 // the original TypeScript plan; and on MariaDB against the same baseline
-// over database/sql and go-sql-driver/mysql. It holds benchmarks and the
-// tests that keep the comparison fair; scripts/bench.sh runs the
+// over database/sql and go-sql-driver/mysql. It also measures what fencing
+// costs: the two moves that Repository.AtStep fences, made through it,
+// against the same moves unfenced, on both databases. It holds benchmarks
+// and the tests that keep the comparison fair; scripts/bench.sh runs the
 // benchmarks and writes BENCHMARKS.md. To run some directly:
 //
 //	go test ./bench/ -run '^$' -bench 'Write|Replay' -benchtime 1500x -count 6
 //	go test ./bench/ -run '^$' -bench '^Benchmark(Write|Replay)$/./^db=mariadb$' -benchtime 1500x -count 6
+//	go test ./bench/ -run '^$' -bench '^Benchmark(Write|Replay)$/^(UpdateFeatureRunPhase|UpdateSandboxStatus)$/^impl=(repository|fenced)$' -benchtime 1500x -count 6
 //
 // # Benchmarks
 //
@@ -44,6 +47,18 @@
 //     transaction without a row lock. It returns the repository's outcomes,
 //     which TestNaiveOutcomesLikeRepository checks call by call, but not
 //     quite its rows, which no test compares.
+//
+// The writes that AtStep fences, UpdateFeatureRunPhase and
+// UpdateSandboxStatus, have one side more on each database, right after
+// the repository's: impl=fenced, the same repository through AtStep, whose
+// moves are the fenced forms of the same guarded updates (one statement
+// still, also guarded by the step the row records). Its happy path moves
+// rows that record no step yet; its replay path makes one call before
+// the timed ones, which records its step in the row found as asked, so
+// that every timed call finds the row as asked at its own step, as a
+// replayed workflow step does. TestFencedSideFences checks that it writes
+// the step where, and only where, it should. benchstat compares it with
+// impl=repository (-col '/impl@(repository fenced)').
 //
 // On MariaDB, named with the key db=mariadb after the write (PostgreSQL's
 // names carry no db key, so that they still compare with earlier

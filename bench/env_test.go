@@ -71,6 +71,8 @@ func (e *env) store(impl string) (workload.Store, *ioCounter) {
 	switch impl {
 	case implRepository:
 		return e.repo, &e.repoIO
+	case implFenced:
+		return e.repo.AtStep(fenceStep), &e.repoIO
 	case implNaive:
 		return e.naive, &e.naiveIO
 	}
@@ -84,7 +86,15 @@ const (
 	implPGX        = "pgx"
 	implNaive      = "naive"
 	implMySQL      = "mysql"
+	// implFenced is the repository through Repository.AtStep, on the
+	// writes it fences (see writeCase.fenced).
+	implFenced = "fenced"
 )
+
+// fenceStep is the step at which the side impl=fenced makes its writes.
+// Seeded rows have none (NULL, which counts as 0), so its happy path
+// moves them.
+const fenceStep = 2
 
 var impls = []string{implRepository, implPGX, implNaive}
 

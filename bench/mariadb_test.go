@@ -229,8 +229,11 @@ func (e *mariadbEnv) close() error {
 }
 
 func (e *mariadbEnv) store(impl string) (workload.Store, *ioCounter) {
-	if impl == implRepository {
+	switch impl {
+	case implRepository:
 		return e.repo, &e.repoIO
+	case implFenced:
+		return e.repo.AtStep(fenceStep), &e.repoIO
 	}
 	return e.base, &e.mysqlIO
 }
