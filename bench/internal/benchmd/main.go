@@ -7,9 +7,13 @@
 //
 //	benchstat -format csv -col '/impl@(pgx repository naive)' bench.txt | benchmd
 //	benchstat -format csv -col '/impl@(mysql repository)' bench-mariadb.txt | benchmd -base mysql -db MariaDB
+//	benchstat -format csv -col '/impl@(repository fenced)' bench.txt bench-mariadb.txt | benchmd -fenced
 //
 // With -base other than pgx it prints the tables of the writes and the
-// workload on the database -db names, which has no naive side.
+// workload on the database -db names, which has no naive side. With
+// -fenced it prints the section that compares the fenced writes (the
+// repository through AtStep, impl=fenced) with the same writes unfenced
+// (impl=repository, the base), on every database of its input.
 package main
 
 import (
@@ -36,28 +40,54 @@ type cell struct {
 }
 
 // row is one benchmark in one unit: each side, and benchstat's comparison
-// of the repository with the baseline, which pgx holds whatever its impl.
-// naive is zero where that side has no samples, as in
-// BenchmarkAppendScaling and on databases other than PostgreSQL.
+// of the second side (repo) with the first (base): the repository with the
+// baseline, pgx or mysql, or with -fenced the fenced repository with the
+// unfenced one. naive is zero where that side has no samples, as in
+// BenchmarkAppendScaling and on databases other than PostgreSQL; repo is
+// zero where a benchmark has only the base, as every write but the
+// fenced ones with -fenced.
 type row struct {
-	pgx, repo, naive cell
-	delta            string // benchstat's "vs base" and P columns
+	base, repo, naive cell
+	delta             string // benchstat's "vs base" and P columns
 }
 
 // results maps a unit, such as "sec/op", then a benchmark name without its
 // impl key and GOMAXPROCS suffix, to its row.
 type results map[string]map[string]row
 
+// columns are the impls of benchstat's columns: the base, the side
+// compared with it and, on PostgreSQL, naive. Where sideOptional is set,
+// the input may have no side at all: benchstat then prints the base's
+// column alone.
+type columns struct {
+	base, side, naive string
+	sideOptional      bool
+}
+
 func main() {
 	base := flag.String("base", "pgx", "the baseline's impl, the first column")
 	db := flag.String("db", "", "the database, named in the headings, when the baseline is not pgx")
+	fenced := flag.Bool("fenced", false, "print the fenced writes against the unfenced, from columns repository and fenced")
 	flag.Parse()
-	res, order, err := parse(os.Stdin, *base)
+	cols := columns{base: *base, side: "repository"}
+	switch {
+	case *fenced:
+		// Results of before the fenced side have none.
+		cols = columns{base: "repository", side: "fenced", sideOptional: true}
+	case *base == "pgx":
+		cols.naive = "naive"
+	}
+	// The fenced section names the database of each benchmark, which the
+	// others, of one database each, leave out.
+	res, order, err := parse(os.Stdin, cols, *fenced)
 	if err == nil {
 		p := &printer{w: os.Stdout, res: res, base: *base}
-		if *base == "pgx" {
+		switch {
+		case *fenced:
+			err = p.fenced(order)
+		case *base == "pgx":
 			err = p.postgres(order)
-		} else {
+		default:
 			err = p.other(order, *db)
 		}
 	}
@@ -76,8 +106,9 @@ var (
 
 // parse reads benchstat's CSV: blocks, one per unit, each with a header of
 // the column values, a header of units, and a row per benchmark. It returns
-// the benchmark names in the order benchstat printed them.
-func parse(r io.Reader, base string) (results, []string, error) {
+// the benchmark names in the order benchstat printed them, with their db
+// key if keepDB is set.
+func parse(r io.Reader, cols columns, keepDB bool) (results, []string, error) {
 	res := make(results)
 	var order []string
 	var unit string
@@ -92,9 +123,12 @@ func parse(r io.Reader, base string) (results, []string, error) {
 			return nil, nil, fmt.Errorf("%q: %w", line, err)
 		}
 		switch {
-		case fields[0] == "" && len(fields) > 1 && fields[1] == base:
-			if len(fields) < 4 || fields[3] != "repository" || (base == "pgx" && (len(fields) < 8 || fields[7] != "naive")) {
-				return nil, nil, fmt.Errorf("want columns %s, repository then, on PostgreSQL, naive, got %q", base, line)
+		case fields[0] == "" && len(fields) > 1 && fields[1] == cols.base:
+			if cols.sideOptional && len(fields) < 4 {
+				continue
+			}
+			if len(fields) < 4 || fields[3] != cols.side || (cols.naive != "" && (len(fields) < 8 || fields[7] != cols.naive)) {
+				return nil, nil, fmt.Errorf("want columns %s, %s then %q, got %q", cols.base, cols.side, cols.naive, line)
 			}
 		case fields[0] == "":
 			unit = fields[1]
@@ -109,8 +143,11 @@ func parse(r io.Reader, base string) (results, []string, error) {
 			for len(fields) < 9 {
 				fields = append(fields, "")
 			}
-			name := dbKey.ReplaceAllString(procsSuffix.ReplaceAllString(fields[0], ""), "")
-			pgx, err1 := parseCell(fields[1], fields[2])
+			name := procsSuffix.ReplaceAllString(fields[0], "")
+			if !keepDB {
+				name = dbKey.ReplaceAllString(name, "")
+			}
+			base, err1 := parseCell(fields[1], fields[2])
 			repo, err2 := parseCell(fields[3], fields[4])
 			naive, err3 := parseCell(fields[7], fields[8])
 			if err := errors.Join(err1, err2, err3); err != nil {
@@ -119,7 +156,7 @@ func parse(r io.Reader, base string) (results, []string, error) {
 			if !slices.Contains(order, name) {
 				order = append(order, name)
 			}
-			res[unit][name] = row{pgx: pgx, repo: repo, naive: naive, delta: strings.TrimSpace(fields[5] + " " + fields[6])}
+			res[unit][name] = row{base: base, repo: repo, naive: naive, delta: strings.TrimSpace(fields[5] + " " + fields[6])}
 		}
 	}
 	return res, order, sc.Err()
@@ -169,10 +206,10 @@ func (p *printer) postgres(order []string) error {
 	for _, n := range group("Workload/") {
 		t, cpu := times[n], p.res["cpu-sec/op"][n]
 		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
+			strings.TrimPrefix(n, "Workload/workers="), duration(t.base), duration(t.repo), ratio(t.repo, t.base),
 			duration(t.naive), ratio(t.repo, t.naive),
 			p.plain("runs/s", n, true), p.plain("runs/s", n, false),
-			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
+			duration(cpu.base), duration(cpu.repo), ratio(cpu.repo, cpu.base),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
 			p.plain("B/op", n, true), p.plain("B/op", n, false))
 	}
@@ -183,10 +220,10 @@ func (p *printer) postgres(order []string) error {
 	p.f("|---|---|---|---|---|---|---|---|---|---|\n")
 	names := group("AppendScaling/")
 	for _, n := range names {
-		t, base := times[n], times[names[0]]
+		t, first := times[n], times[names[0]]
 		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimPrefix(n, "AppendScaling/stored="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
-			growth(t.pgx, base.pgx), growth(t.repo, base.repo),
+			strings.TrimPrefix(n, "AppendScaling/stored="), duration(t.base), duration(t.repo), ratio(t.repo, t.base),
+			growth(t.base, first.base), growth(t.repo, first.repo),
 			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false),
 			p.plain("recv-B/op", n, true), p.plain("recv-B/op", n, false))
 	}
@@ -197,8 +234,8 @@ func (p *printer) postgres(order []string) error {
 	p.f("|---|---|---|\n")
 	names = group("SQLiteAppendScaling/")
 	for _, n := range names {
-		t, base := times[n], times[names[0]]
-		p.f("| %s | %s | %s |\n", strings.TrimPrefix(n, "SQLiteAppendScaling/stored="), duration(t.repo), growth(t.repo, base.repo))
+		t, first := times[n], times[names[0]]
+		p.f("| %s | %s | %s |\n", strings.TrimPrefix(n, "SQLiteAppendScaling/stored="), duration(t.repo), growth(t.repo, first.repo))
 	}
 	return p.err
 }
@@ -222,12 +259,83 @@ func (p *printer) other(order []string, db string) error {
 	for _, n := range p.group(order, "Workload/") {
 		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
 		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimPrefix(n, "Workload/workers="), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx),
+			strings.TrimPrefix(n, "Workload/workers="), duration(t.base), duration(t.repo), ratio(t.repo, t.base),
 			p.plain("runs/s", n, true), p.plain("runs/s", n, false),
-			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
+			duration(cpu.base), duration(cpu.repo), ratio(cpu.repo, cpu.base),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false))
 	}
 	return p.err
+}
+
+// fenced prints the section that compares each write made through
+// Repository.AtStep, fenced, with the same write unfenced, on each
+// database of the results: the benchmarks that have both sides.
+func (p *printer) fenced(order []string) error {
+	times := p.res["sec/op"]
+	if len(times) == 0 {
+		return errors.New("no sec/op results")
+	}
+	p.f("## Fenced against unfenced\n\n")
+	p.f("The two moves that `Repository.AtStep` fences, made through it (*fenced*) and without it (*unfenced*: the repository's side above), by the repository on the same database in the same run, one side right after the other. ")
+	p.f("The fenced form is one statement still: the guarded update, also guarded by the step the row records, which it sets. ")
+	p.f("On the happy path each op moves a row that records no step yet; on the replay path each op finds the row as asked at its own step, which a first, untimed call recorded, and changes nothing (on MariaDB, the UPDATE then the probe, as above). ")
+	p.f("*ratio* is fenced / unfenced of the medians, and *benchstat* benchstat's comparison of fenced with unfenced: `~` when the difference is not significant at p < 0.05.\n\n")
+	var names []string
+	for _, n := range order {
+		if t, ok := times[n]; ok && t.base.median > 0 && t.repo.median > 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		p.f("No fenced write was measured.\n")
+		return p.err
+	}
+	p.f("| database | path | operation | unfenced | fenced | ratio | ≤ %.2fx | benchstat (fenced vs unfenced) | client CPU unfenced | client CPU fenced | CPU ratio | allocs/op unfenced | allocs/op fenced | B/op unfenced | B/op fenced | sent B/op unfenced / fenced |\n", target)
+	p.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range names {
+		t, cpu := times[n], p.res["cpu-sec/op"][n]
+		db, path, op := split(n)
+		ok := "no"
+		if t.repo.median/t.base.median <= target {
+			ok = "yes"
+		}
+		p.f("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
+			db, path, op, duration(t.base), duration(t.repo), ratio(t.repo, t.base), ok, t.delta,
+			duration(cpu.base), duration(cpu.repo), ratio(cpu.repo, cpu.base),
+			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
+			p.plain("B/op", n, true), p.plain("B/op", n, false),
+			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false))
+	}
+	return p.err
+}
+
+// databaseNames are the names of the databases by their db key;
+// PostgreSQL's benchmarks have none.
+var databaseNames = map[string]string{"": "PostgreSQL", "mariadb": "MariaDB"}
+
+// split returns the database, the path (happy or replay) and the
+// operation of the write benchmark name, such as
+// Replay/UpdateSandboxStatus/db=mariadb.
+func split(name string) (db, path, op string) {
+	parts := strings.Split(name, "/")
+	path, op = parts[0], parts[min(1, len(parts)-1)]
+	switch path {
+	case "Write":
+		path = "happy"
+	case "Replay":
+		path = "replay"
+	}
+	key := ""
+	for _, part := range parts[1:] {
+		if v, found := strings.CutPrefix(part, "db="); found {
+			key = v
+		}
+	}
+	db, known := databaseNames[key]
+	if !known {
+		db = key
+	}
+	return db, path, op
 }
 
 type printer struct {
@@ -262,15 +370,15 @@ func (p *printer) writes(names []string, prefix string) {
 	for _, n := range names {
 		t, cpu := p.res["sec/op"][n], p.res["cpu-sec/op"][n]
 		ok := "no"
-		if t.pgx.median > 0 && t.repo.median/t.pgx.median <= target {
+		if t.base.median > 0 && t.repo.median/t.base.median <= target {
 			ok = "yes"
 		}
-		p.f("| %s | %s | %s | %s | %s | %s |", strings.TrimPrefix(n, prefix), duration(t.pgx), duration(t.repo), ratio(t.repo, t.pgx), ok, t.delta)
+		p.f("| %s | %s | %s | %s | %s | %s |", strings.TrimPrefix(n, prefix), duration(t.base), duration(t.repo), ratio(t.repo, t.base), ok, t.delta)
 		if naive {
 			p.f(" %s | %s |", duration(t.naive), ratio(t.repo, t.naive))
 		}
 		p.f(" %s | %s | %s | %s | %s | %s | %s | %s / %s |\n",
-			duration(cpu.pgx), duration(cpu.repo), ratio(cpu.repo, cpu.pgx),
+			duration(cpu.base), duration(cpu.repo), ratio(cpu.repo, cpu.base),
 			p.plain("allocs/op", n, true), p.plain("allocs/op", n, false),
 			p.plain("B/op", n, true), p.plain("B/op", n, false),
 			p.plain("sent-B/op", n, true), p.plain("sent-B/op", n, false))
@@ -285,16 +393,17 @@ func ratio(c, base cell) string {
 	return fmt.Sprintf("%.2fx", c.median/base.median)
 }
 
-// plain is the median of one side of benchmark name in unit, without its
-// spread, rounded to a whole number except below 100.
-func (p *printer) plain(unit, name string, pgx bool) string {
+// plain is the median of one side of benchmark name in unit, the base or
+// the side compared with it, without its spread, rounded to a whole number
+// except below 100.
+func (p *printer) plain(unit, name string, base bool) string {
 	r, ok := p.res[unit][name]
 	if !ok {
 		return "n/a"
 	}
 	c := r.repo
-	if pgx {
-		c = r.pgx
+	if base {
+		c = r.base
 	}
 	if c.median < 100 {
 		return strconv.FormatFloat(c.median, 'f', 1, 64)
