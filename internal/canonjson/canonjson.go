@@ -131,54 +131,51 @@ func MarshalValue(v any) (Value, error) {
 	if err != nil {
 		return Value{}, &Error{Reason: "cannot be encoded as JSON: " + err.Error(), Offset: -1}
 	}
-	p, err := canonicalize(raw)
+	val, escapedFFFD, err := canonicalize(raw)
 	if err != nil {
 		return Value{}, err
 	}
 	// encoding/json writes the escape \ufffd for each byte it replaces;
 	// where the parser met none, v had no invalid UTF-8 and needs no
 	// search.
-	if p.escapedFFFD {
+	if escapedFFFD {
 		if path, found := invalidUTF8(reflect.ValueOf(v)); found {
 			return Value{}, &Error{Reason: "invalid UTF-8 in the Go string at " + path + " (encoding/json would store U+FFFD)", Offset: -1}
 		}
 	}
-	return Value{JSON: p.out, growth: p.growth, depth: p.depth}, nil
+	return val, nil
 }
 
 // Canonicalize returns the canonical form of the JSON text raw.
 func Canonicalize(raw []byte) ([]byte, error) {
-	p, err := canonicalize(raw)
-	if err != nil {
-		return nil, err
-	}
-	return p.out, nil
+	val, _, err := canonicalize(raw)
+	return val.JSON, err
 }
 
-// canonicalize parses raw into its canonical form and checks its limits,
-// returning the parser with what it found.
-func canonicalize(raw []byte) (*parser, error) {
+// canonicalize returns the canonical form of raw, with whether raw holds
+// the escape of U+FFFD.
+func canonicalize(raw []byte) (Value, bool, error) {
 	if len(raw) > MaxBytes {
-		return nil, tooLarge()
+		return Value{}, false, tooLarge()
 	}
-	p := &parser{in: raw, out: make([]byte, 0, len(raw))}
+	p := parser{in: raw, out: make([]byte, 0, len(raw))}
 	p.skipSpace()
 	if err := p.value(0); err != nil {
-		return nil, err
+		return Value{}, false, err
 	}
 	p.skipSpace()
 	if p.pos != len(p.in) {
-		return nil, p.fail("unexpected data after the value")
+		return Value{}, false, p.fail("unexpected data after the value")
 	}
 	// Numbers such as 1e20 grow when written out, so the output is
 	// bounded too.
 	if len(p.out) > MaxBytes {
-		return nil, &Error{Reason: fmt.Sprintf("larger than %d bytes once canonical", MaxBytes), Offset: -1}
+		return Value{}, false, &Error{Reason: fmt.Sprintf("larger than %d bytes once canonical", MaxBytes), Offset: -1}
 	}
 	if err := checkExpansion(len(p.out), p.growth); err != nil {
-		return nil, err
+		return Value{}, false, err
 	}
-	return p, nil
+	return Value{JSON: p.out, growth: p.growth, depth: p.depth}, p.escapedFFFD, nil
 }
 
 // tooLarge is the error of a text longer than MaxBytes.
@@ -214,7 +211,8 @@ type Array struct {
 // Append adds v to the end of a.
 func (a *Array) Append(v Value) {
 	if len(a.out) == 0 {
-		a.out = append(a.out, '[')
+		// Room for a one-element array, the most common, in one go.
+		a.out = append(make([]byte, 0, len(v.JSON)+2), '[')
 	} else {
 		a.out = append(a.out, ',')
 		a.growth++
