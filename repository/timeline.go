@@ -50,7 +50,12 @@ type InvocationTimeline struct {
 // is listed as top-level too, rather than lost, though the database
 // prevents that unless its rows are edited by hand.
 func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timeline, error) {
-	const op = "run timeline %s: %w"
+	return r.timeline(ctx, "run timeline %s: %w", runID, true)
+}
+
+// timeline reads the timeline of the run runID, with the JSON payloads
+// of its phases and invocations or without them.
+func (r *Repository) timeline(ctx context.Context, op string, runID uuid.UUID, payloads bool) (*Timeline, error) {
 	if err := checkID("runID", runID); err != nil {
 		return nil, fmt.Errorf(op, runID, err)
 	}
@@ -68,7 +73,16 @@ func (r *Repository) RunTimeline(ctx context.Context, runID uuid.UUID) (*Timelin
 			return err
 		}
 		for _, dest := range []any{&phases, &invocations, &tl.Sandboxes, &tl.CTAEvents} {
-			if err := tx.Where("feature_run_id = ?", runID).Order("created_at, id").Find(dest).Error; err != nil {
+			q := tx.Where("feature_run_id = ?", runID).Order("created_at, id")
+			if !payloads {
+				switch dest.(type) {
+				case *[]models.PhaseResult:
+					q = q.Omit(phasePayloads...)
+				case *[]models.AgentInvocation:
+					q = q.Omit(invocationPayloads...)
+				}
+			}
+			if err := q.Find(dest).Error; err != nil {
 				return err
 			}
 		}
