@@ -9,6 +9,10 @@
 //	go run ./examples/pipeline -dsn postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 //	go run ./examples/pipeline -dsn mysql://root@127.0.0.1:3306/test
 //	go run ./examples/pipeline -keep   # leave the SQLite file for inspection
+//	go run ./examples/pipeline -serve 127.0.0.1:8080   # then see the run in a browser
+//
+// With -serve, it then serves package runview's viewer over the same
+// database, prints its URL and the run's, and stops at Ctrl-C.
 package main
 
 import (
@@ -17,10 +21,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -31,6 +39,8 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/repository"
+	"github.com/agentpipeline/persistence/runview"
 )
 
 // connectTimeout bounds how long an unreachable server can make us wait.
@@ -39,8 +49,11 @@ var connectTimeout = 5 * time.Second
 func main() {
 	dsn := flag.String("dsn", os.Getenv("DATABASE_URL"), "database to use: a postgres:// or mysql:// (MariaDB) URL, or an SQLite file path (default: a new SQLite file in a temporary directory; also read from DATABASE_URL)")
 	keep := flag.Bool("keep", false, "keep the temporary SQLite file and print its path")
+	serve := flag.String("serve", "", "after the run, serve the run viewer (package runview) at this address, such as 127.0.0.1:8080, until interrupted")
 	flag.Parse()
-	if err := run(context.Background(), *dsn, *keep, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runServe(ctx, *dsn, *keep, *serve, os.Stdout, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", oneLine(err))
 		os.Exit(1)
 	}
@@ -52,6 +65,12 @@ func oneLine(err error) string {
 }
 
 func run(ctx context.Context, dsn string, keep bool, out io.Writer) error {
+	return runServe(ctx, dsn, keep, "", out, nil)
+}
+
+// runServe is run, then, when addr is set, serves the run viewer at addr
+// until ctx ends; ready, if set, is given its URL once it listens.
+func runServe(ctx context.Context, dsn string, keep bool, addr string, out io.Writer, ready func(url string)) error {
 	if dsn == "" {
 		dir, err := os.MkdirTemp("", "pipeline-")
 		if err != nil {
@@ -72,7 +91,54 @@ func run(ctx context.Context, dsn string, keep bool, out io.Writer) error {
 	if sqlDB, err := db.DB(); err == nil {
 		defer sqlDB.Close()
 	}
-	return simulate(ctx, db, out)
+	if err := simulate(ctx, db, out); err != nil {
+		return err
+	}
+	if addr == "" {
+		return nil
+	}
+	return serveViewer(ctx, db, addr, out, ready)
+}
+
+// serveViewer serves the run viewer over db at addr until ctx ends. A
+// real application would mount it behind its own authentication, under
+// a prefix: mux.Handle("/admin/runs/", requireAdmin(http.StripPrefix("/admin/runs", viewer))).
+func serveViewer(ctx context.Context, db *gorm.DB, addr string, out io.Writer, ready func(url string)) error {
+	repo := repository.New(db)
+	runs, err := repo.ListFeatureRuns(ctx, repository.RunFilter{}, repository.Page{Limit: 1})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serve the run viewer: %w", err)
+	}
+	base := "http://" + ln.Addr().String() + "/"
+	fmt.Fprintf(out, "\nThe run viewer is at %s", base)
+	if len(runs.Runs) > 0 {
+		fmt.Fprintf(out, " (this run: %sruns/%s)", base, runs.Runs[0].ID)
+	}
+	fmt.Fprintln(out, "; Ctrl-C stops it.")
+	srv := &http.Server{Handler: runview.New(repo, runview.Options{}), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(base)
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return err
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // open opens dsn: PostgreSQL for a postgres:// or postgresql:// URL or a

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,4 +218,61 @@ func TestOpenFailsFastWithOneLine(t *testing.T) {
 		assert.NotContains(t, oneLine(err), "\t", name)
 	}
 	assert.Equal(t, "a b c", oneLine(errors.New("a\n\tb  c")))
+}
+
+// TestServe runs the example with -serve, on SQLite, and reads the
+// viewer's list and the run's page over HTTP before stopping it.
+func TestServe(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	urls := make(chan string, 1)
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runServe(ctx, filepath.Join(t.TempDir(), "served.db"), false, "127.0.0.1:0", &out, func(u string) { urls <- u })
+	}()
+	var base string
+	select {
+	case base = <-urls:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	for _, path := range []string{"", "cta", "sandboxes/leaked"} {
+		res, err := http.Get(base + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, res.StatusCode, path)
+		assert.Contains(t, string(body), "runview", path)
+	}
+	m := regexp.MustCompile(`this run: (\S+)\)`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	res, err := http.Get(m[1])
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, string(body), "researcher", "the sub-agent is in the waterfall")
+	cancel()
+	require.NoError(t, <-done)
+	assert.Contains(t, out.String(), "The run viewer is at "+base)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
