@@ -19,6 +19,14 @@
 //     write of the contract and its replay from concurrent goroutines; it
 //     also shows that pgx's default mode fails there. Without pgbouncer it
 //     is skipped, or fails where the CI environment variable is set.
+//   - TestPgBouncerLateWrites is reliability's TestLateWrites through such
+//     a PgBouncer: writes blocked on a row lock that a transaction on a
+//     direct connection holds, their context ended by cancel or deadline,
+//     the lock freed 0 to 100 ms after the call returned, then a later
+//     write. No call that returned an error may have its write land, and
+//     the later write must stay, with as many server connections as the
+//     calls need and with fewer, so that calls wait in PgBouncer's queue
+//     where a cancel request finds nothing to stop.
 //   - TestSQLiteWAL runs transactions that read and then write from
 //     concurrent goroutines on an SQLite file opened with _txlock=immediate,
 //     and shows that without that setting many fail with "database is

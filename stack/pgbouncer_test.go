@@ -85,7 +85,7 @@ func TestPgBouncer(t *testing.T) {
 	// then drops it, so a connection through PgBouncer cannot choose a
 	// schema.
 	database := dbtest.PostgresDatabase(t)
-	dsn := startPgBouncer(t, bin, database)
+	dsn := startPgBouncer(t, bin, database, bouncerPoolSize).dsn
 	execDB := openGORM(t, dsn+"&"+pgBouncerExecMode)
 	// Through PgBouncer too: Up runs in one transaction, which PgBouncer
 	// keeps on one server connection, and its advisory lock is the
@@ -201,12 +201,20 @@ func pgBouncerBinary(t *testing.T) string {
 	return ""
 }
 
+// pgBouncer is a PgBouncer a test started.
+type pgBouncer struct {
+	// dsn is the URL of the database through it, with a query for more
+	// parameters to be appended to and pgx's default query exec mode.
+	dsn string
+	// logPath is its log file, which is removed when the test ends.
+	logPath string
+}
+
 // startPgBouncer starts a PgBouncer of the test's own, in transaction
-// pooling mode, in front of database on the test server, and returns the
-// URL of that database through it, with a query for more parameters to be
-// appended to and pgx's default query exec mode. It stops PgBouncer when
-// the test ends.
-func startPgBouncer(t *testing.T, bin, database string) string {
+// pooling mode with poolSize server connections (default_pool_size), in
+// front of database on the test server. It stops PgBouncer when the test
+// ends.
+func startPgBouncer(t *testing.T, bin, database string, poolSize int) *pgBouncer {
 	t.Helper()
 	server, err := pgconn.ParseConfig(dbtest.PostgresDSN())
 	require.NoError(t, err)
@@ -215,20 +223,21 @@ func startPgBouncer(t *testing.T, bin, database string) string {
 	var lastErr error
 	for range 3 {
 		port := freePort(t)
-		dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", server.User, port, database)
-		if lastErr = runPgBouncer(t, bin, server, database, port, dsn); lastErr == nil {
-			return dsn
+		b := &pgBouncer{dsn: fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", server.User, port, database)}
+		if lastErr = runPgBouncer(t, bin, server, database, port, poolSize, b); lastErr == nil {
+			return b
 		}
 	}
 	t.Fatalf("start pgbouncer: %v", lastErr)
-	return ""
+	return nil
 }
 
 // runPgBouncer writes PgBouncer's configuration, starts it on port and
-// waits until dsn answers through it. It returns an error if PgBouncer
-// exits first.
-func runPgBouncer(t *testing.T, bin string, server *pgconn.Config, database string, port int, dsn string) error {
+// waits until b.dsn answers through it, and sets b.logPath. It returns an
+// error if PgBouncer exits first.
+func runPgBouncer(t *testing.T, bin string, server *pgconn.Config, database string, port, poolSize int, b *pgBouncer) error {
 	t.Helper()
+	dsn := b.dsn
 	runAs := unprivilegedUser(t)
 	dir := pgBouncerDir(t, runAs)
 	// Not daemonised (-d): a child process, stopped by its PID, whose
@@ -255,13 +264,15 @@ pidfile = %s
 auth_type = trust
 auth_file = %s
 pool_mode = transaction
-max_client_conn = 100
+; Cancel requests are client connections too, each kept until forwarded.
+max_client_conn = 500
 default_pool_size = %d
-%s`, database, backend, port, filepath.Join(dir, "pgbouncer.pid"), filepath.Join(dir, "users.txt"), bouncerPoolSize, switchTo)
+%s`, database, backend, port, filepath.Join(dir, "pgbouncer.pid"), filepath.Join(dir, "users.txt"), poolSize, switchTo)
 	// With trust, PgBouncer still admits only the users of auth_file.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "users.txt"), fmt.Appendf(nil, "%q \"\"\n", server.User), 0o644))
 	require.NoError(t, os.WriteFile(configPath, []byte(config), 0o644))
 	logPath := filepath.Join(dir, "pgbouncer.log")
+	b.logPath = logPath
 	log, err := os.Create(logPath)
 	require.NoError(t, err)
 	defer log.Close()
