@@ -112,7 +112,7 @@ func (r *Repository) listPhase(ctx context.Context, filter RunFilter, after stri
 // DefaultCountLimit and MaxCountLimit bound the counts of
 // CountFeatureRuns.
 const (
-	DefaultCountLimit = 10_000
+	DefaultCountLimit = 1_000
 	MaxCountLimit     = 1_000_000
 )
 

@@ -47,7 +47,7 @@ const (
 const (
 	DefaultMaxPayloadBytes = 16 << 10
 	DefaultPageSize        = 50
-	DefaultCountLimit      = 10_000
+	DefaultCountLimit      = 1_000
 	DefaultRefresh         = 5 * time.Second
 	DefaultSilentAfter     = time.Hour
 )
@@ -79,7 +79,7 @@ type Options struct {
 	// PageSize is the number of runs, or CTA events, on a page: 1 to
 	// [repository.MaxPageLimit]. 0 means [DefaultPageSize].
 	PageSize int
-	// CountLimit is where the counts of the status tabs stop ("10,000+"):
+	// CountLimit is where the counts of the status tabs stop ("1,000+"):
 	// each count reads at most this many index entries. 0 means
 	// [DefaultCountLimit]; at most [repository.MaxCountLimit].
 	CountLimit int
