@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -110,16 +109,17 @@ func TestServerRestart(t *testing.T) {
 	policy := retryPolicy{attempts: 200, backoff: 10 * time.Millisecond, maxBackoff: 500 * time.Millisecond, stepTimeout: stepTimeout}
 	var stats stepStats
 	runCtx, stopRun := context.WithCancel(ctx)
-	var failures []error
+	var o *outcome
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		failures = f.run(runCtx, repository.New(db), policy, &stats)
+		o = f.run(runCtx, repository.New(db), policy, &stats)
 	}()
 	for stats.steps.Load() < 200 {
 		select {
 		case <-done:
-			t.Fatalf("the workloads ended after %d steps, before the restart: %v", stats.steps.Load(), errors.Join(failures...))
+			o.report(t, len(clean), policy)
+			t.Fatalf("the workloads ended after %d steps, before the restart", stats.steps.Load())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -146,11 +146,9 @@ func TestServerRestart(t *testing.T) {
 	}
 	<-done
 	stopRun()
-	if err := errors.Join(failures...); err != nil {
-		t.Error(err)
-	}
+	o.report(t, len(clean), policy)
 
-	diffs, rows := compareWithClean(t, ctx, db, clean)
+	diffs, rows := compareWithClean(t, ctx, db, clean, o)
 	t.Logf("server restart: %d workloads (%d workers), restart after %d steps took %v; %d steps, %d attempts, %d retries, slowest attempt %v (deadline %v), %d rows compared, %d differences; retried causes:%s",
 		len(clean), f.workers, stepsBefore, restartTook.Round(time.Millisecond), stats.steps.Load(), stats.attempts.Load(), stats.retries.Load(),
 		stats.slowest.Round(time.Millisecond), stepTimeout, rows, diffs, stats.summary())
