@@ -24,6 +24,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -166,7 +167,8 @@ func New(repo *repository.Repository, opts Options) http.Handler {
 	h.mux.HandleFunc("GET /sandboxes/leaked", h.leaked)
 	h.mux.HandleFunc("GET /static/runview.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		w.Write(stylesheet)
+		_, _ = w.Write(stylesheet) // a client that left reads nothing
+
 	})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
@@ -233,5 +235,5 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, name string, da
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(b.String()))
+	_, _ = io.WriteString(w, b.String()) // a client that left reads nothing
 }

@@ -259,7 +259,8 @@ func TestInBrowser(t *testing.T) {
 			mu.Lock()
 			dialogs = append(dialogs, ev.Message)
 			mu.Unlock()
-			chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			// If it cannot be closed, the next step times out and says so.
+			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
 		}
 	}()
 
