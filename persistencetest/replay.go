@@ -278,7 +278,7 @@ func (r *replayer) zombie(k int, everyStep bool) string {
 				return r.failure(zombieMode, fmt.Sprintf("before its zombie, after %s", r.step(i)), d)
 			}
 		}
-		if i <= k && !(i == last && k == last) {
+		if i < k || (i == k && k != last) {
 			continue
 		}
 		// The engine gave up on the zombie: nobody sees what it returns.

@@ -40,7 +40,10 @@ type pinner interface {
 // they are. It commits and rolls back nothing: there is no transaction.
 type pinned struct{ gorm.ConnPool }
 
-func (pinned) Commit() error   { return nil }
+// Commit commits nothing: there is no transaction.
+func (pinned) Commit() error { return nil }
+
+// Rollback rolls nothing back: there is no transaction.
 func (pinned) Rollback() error { return nil }
 
 // stopper is how a Repository stops its writes whose context ended (see

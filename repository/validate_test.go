@@ -3,7 +3,6 @@ package repository
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -58,8 +57,8 @@ func requireSameSet(t *testing.T, vs []any, msg string) bool {
 	got, err := encodeSet("memories", vs)
 	if wantErr != nil {
 		var want, got *InputError
-		require.True(t, errors.As(wantErr, &want), "%s: %v", msg, wantErr)
-		require.True(t, errors.As(err, &got), "%s: encodeSet returns %v, not the double pass's %v", msg, err, wantErr)
+		require.ErrorAs(t, wantErr, &want, "%s: %v", msg, wantErr)
+		require.ErrorAs(t, err, &got, "%s: encodeSet returns %v, not the double pass's %v", msg, err, wantErr)
 		assert.Equal(t, *want, *got, "%s", msg)
 		return false
 	}
