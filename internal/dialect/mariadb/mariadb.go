@@ -48,11 +48,15 @@ var Dialect = dialect.Dialect{
 	// canonical JSON, in which JSON-equal values have equal text. New
 	// values are concatenated to the stored text, which is not rebuilt.
 	// GROUP_CONCAT stops at group_concat_max_len (1 MiB by default), so
-	// the statement raises it for itself alone. The UPDATE holds the row's
-	// lock from its read of the memories to its write, so it is atomic.
+	// the statement raises it for itself alone, to max_allowed_packet: no
+	// string a statement builds can be longer, and both variables have
+	// the same maximum (1 GiB), where a larger constant fails in a strict
+	// sql_mode (STRICT_ALL_TABLES, TRADITIONAL: error 1231) instead of
+	// being cut down to it. The UPDATE holds the row's lock from its read
+	// of the memories to its write, so it is atomic.
 	AppendMemories: &dialect.Guard{
 		Table: "feature_runs",
-		Statement: *dialect.Positional(`SET STATEMENT group_concat_max_len = 4294967295 FOR
+		Statement: *dialect.Positional(`SET STATEMENT group_concat_max_len = @@max_allowed_packet FOR
 UPDATE feature_runs AS r
 SET r.memories = CONCAT(
 		IF(r.memories = '[]', '[', CONCAT(LEFT(r.memories, CHAR_LENGTH(r.memories) - 1), ',')),
