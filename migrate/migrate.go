@@ -49,8 +49,10 @@ func Models() []any {
 // lose rows.
 //
 // On MariaDB it first refuses a server other than MariaDB 10.11 or later,
-// and a connection that does not parse times (parseTime=true), does not
-// use utf8mb4 or is not in a strict SQL mode. It then sends the
+// and, with a *SettingError, a connection that does not parse times
+// (parseTime=true), does not use utf8mb4, has autocommit off, is not in a
+// strict SQL mode or has EMPTY_STRING_IS_NULL in it, or names columns by
+// their table (columnsWithAlias=true). It then sends the
 // statements of migrate/sql/mariadb's numbered files that the schema
 // lacks, in order, holding a named lock (GET_LOCK) on one connection: a
 // CREATE TABLE when its table is missing, an ALTER TABLE … ADD COLUMN

@@ -3,6 +3,8 @@ package repository
 import (
 	"errors"
 	"fmt"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
 // Sentinel errors returned, wrapped, by every Repository method. Match them
@@ -19,6 +21,20 @@ var (
 	// The error is a *TransitionError naming the current state.
 	ErrInvalidTransition = errors.New("invalid transition")
 )
+
+// ErrUnsupportedSetting means a setting of the connections or the server
+// keeps the package from keeping its promises, such as autocommit=0 on
+// MariaDB: every method returns it, before any write, until the setting
+// is changed. The error is a *SettingError naming the setting and what to
+// use instead. migrate.Up refuses the same settings.
+var ErrUnsupportedSetting = dialect.ErrUnsupportedSetting
+
+// SettingError describes a setting under which the package cannot keep
+// its promises: Setting names it (a server variable such as "sql_mode",
+// or a DSN parameter of the driver such as "columnsWithAlias"), Value is
+// its value, Reason what would go wrong, and Use what to use instead. It
+// matches ErrUnsupportedSetting.
+type SettingError = dialect.SettingError
 
 // InputError describes one rejected argument. It matches ErrInvalidInput.
 type InputError struct {

@@ -29,6 +29,9 @@ type Repository struct {
 	// err is why the Repository cannot work, if it cannot: every method
 	// returns it.
 	err error
+	// server is what the Repository knows of the connections it works
+	// through, shared with the Repositories made from it (see ready).
+	server *server
 }
 
 // New returns a Repository that works through db: its configuration, its
@@ -47,8 +50,12 @@ type Repository struct {
 // with another database every method returns an error saying so. SQLite
 // must enforce foreign keys (_foreign_keys=on, or PRAGMA foreign_keys = ON
 // on every connection), and MariaDB connections must parse times
-// (parseTime=true), use utf8mb4 and a strict sql_mode; migrate.Up checks
-// that they do.
+// (parseTime=true), use utf8mb4, autocommit and a strict sql_mode without
+// EMPTY_STRING_IS_NULL, and must not name columns by their table
+// (columnsWithAlias); migrate.Up checks that they do. New sends nothing:
+// on MariaDB the Repository reads these settings, and max_allowed_packet,
+// in one query before its first statement, and until they are right
+// every method returns a *SettingError, before any write.
 //
 // On a DryRun session (gorm.Session{DryRun: true}) nothing is sent: every
 // method checks its arguments and runs its statements through the callback
@@ -59,7 +66,7 @@ func New(db *gorm.DB) *Repository {
 	// A fresh instance drops the caller's scopes; a new session over it
 	// gives every chained call a statement of its own.
 	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
-	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true})}
+	r := &Repository{db: clean.Session(&gorm.Session{NewDB: true}), server: &server{}}
 	if r.dialect, r.err = dialects.Of(db); r.err != nil {
 		r.err = fmt.Errorf("repository: %w", r.err)
 		return r
@@ -85,7 +92,7 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // (ErrInvalidInput) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, step: r.step, atStep: r.atStep, err: r.err})
+		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, step: r.step, atStep: r.atStep, err: r.err, server: r.server})
 	})
 }
 
@@ -120,12 +127,17 @@ func (r *Repository) AtStep(step int64) *Repository {
 // supported database keeps, so what is read back equals what was written.
 func (r *Repository) now() time.Time { return r.db.NowFunc().UTC().Truncate(time.Microsecond) }
 
-// start checks what every method checks before it touches the database.
+// start checks what every method checks before it touches the database,
+// and, before the Repository's first statement, the connections' settings
+// (see ready).
 func (r *Repository) start(ctx context.Context) error {
 	if r.err != nil {
 		return r.err
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.ready(ctx)
 }
 
 // startWrite is start for a write, which also checks the step AtStep set.

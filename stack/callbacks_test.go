@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -44,6 +45,10 @@ func TestEveryStatementThroughCallbacks(t *testing.T) {
 			require.NoError(t, p.Register("test:see:"+name, see))
 		}
 		repo := repository.New(db)
+		// On MariaDB a Repository reads its connections' settings before
+		// its first statement, through the Row chain like any read.
+		_, err := repo.GetFeatureRun(d.ctx, uuid.New())
+		require.ErrorIs(t, err, repository.ErrNotFound)
 
 		each(t, func(t *testing.T, w write, p path, prepare func(*fixture) call) {
 			c := prepare(d.fixture(t))

@@ -70,6 +70,12 @@ type Dialect struct {
 	// max_allowed_packet), which changed nothing; nil where the limit is
 	// beyond what the package's own limits let a value reach.
 	TooLarge func(err error) bool
+	// Session, where set, reads the settings of the connections a
+	// Repository works through, once, before its first statement: it
+	// returns a *SettingError for settings under which the package
+	// cannot keep its promises, and otherwise the limits its statements
+	// must stay within. Nil where there is nothing to read.
+	Session func(q Query) (*Session, error)
 
 	// Migrate brings the schema of models up to date, as migrate.Up
 	// documents; files holds the database's own files of migrate/sql.

@@ -118,6 +118,9 @@ WHERE status = 'pending' AND id IN`),
 		var myErr *mysql.MySQLError
 		return errors.As(err, &myErr) && myErr.Number == 1301
 	},
+	// The settings of a Repository's connections are read before its
+	// first statement: those migrate refuses are refused there too.
+	Session: session,
 	Migrate: migrate,
 	Test: dialect.Test{
 		EnvVar:     "TEST_MARIADB_DSN",

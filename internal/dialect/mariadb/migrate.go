@@ -107,38 +107,22 @@ func lockTimeout(ctx context.Context) int {
 }
 
 // check refuses a server other than a MariaDB the package supports, and a
-// connection whose settings would lose data: one that does not parse
-// DATETIME columns as times (parseTime=true), that is not in a strict SQL
-// mode, or whose character set is not utf8mb4, which holds every
-// character the package stores.
+// connection under whose settings the package would lose or change data,
+// or read it wrong (see settings.check).
 func check(db *gorm.DB) error {
-	var row struct {
-		Version string
-		Charset string
-		SQLMode string
-	}
-	if err := db.Raw("SELECT VERSION() AS version, @@character_set_connection AS charset, @@sql_mode AS sql_mode").Scan(&row).Error; err != nil {
+	rows, err := db.Raw(settingsSQL, settingsProbe).Rows()
+	if err != nil {
 		return err
 	}
-	if err := Supported(row.Version); err != nil {
+	defer rows.Close()
+	if !rows.Next() {
+		return errors.Join(errors.New("the settings query returned no row"), rows.Err())
+	}
+	s, err := readSettings(rows)
+	if err != nil {
 		return err
 	}
-	// Without a strict mode MariaDB stores what does not fit as something
-	// else, with a warning, where the package needs the statement to fail.
-	if !strings.Contains(row.SQLMode, "STRICT_TRANS_TABLES") && !strings.Contains(row.SQLMode, "STRICT_ALL_TABLES") {
-		return fmt.Errorf("the connection's sql_mode %q is not strict: keep MariaDB's default STRICT_TRANS_TABLES", row.SQLMode)
-	}
-	if row.Charset != "utf8mb4" {
-		return fmt.Errorf("the connection's character set is %s: open MariaDB with charset=utf8mb4, which holds every character", row.Charset)
-	}
-	var t any
-	if err := db.Raw("SELECT CAST('2000-01-01' AS DATETIME(6))").Row().Scan(&t); err != nil {
-		return err
-	}
-	if _, ok := t.(time.Time); !ok {
-		return errors.New("the connection returns DATETIME columns as text: open MariaDB with parseTime=true")
-	}
-	return nil
+	return s.check()
 }
 
 var versionNumber = regexp.MustCompile(`^(\d+)\.(\d+)\.\d+-MariaDB`)
