@@ -247,5 +247,6 @@ func (r *Repository) finishInvocation(ctx context.Context, op string, id uuid.UU
 		res.InputTokens, res.OutputTokens, res.CacheReadInputTokens, res.CacheWriteInputTokens, res.ReasoningOutputTokens, res.CostNanoUSD,
 		nullString(res.ResponseModel), nullString(res.ProviderRequestID), nullString(res.FinishReason), res.TimeToFirstTokenMicros,
 		nullString(message), t, t, id.String()}, string(to), "")
-	return wrapf(op, id, err)
+	return wrapf(op, id, tooLarge(err, "InvocationResult", "", "InvocationResult.Steps", "InvocationResult.ToolCalls", "InvocationResult.Output",
+		"", "", "", "", "", "", "InvocationResult.ResponseModel", "InvocationResult.ProviderRequestID", "InvocationResult.FinishReason", "", "message"))
 }

@@ -99,7 +99,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 	}
 	t := r.now()
 	err := r.transition(ctx, resolveCTA[r.dialect], []any{string(to), r.json(response), t, t, id}, string(to), "")
-	return wrapf(op, id, err)
+	return wrapf(op, id, tooLarge(err, "responseData", "", "responseData"))
 }
 
 // ExpireCTAEvents times out every pending CTA event whose deadline is at or

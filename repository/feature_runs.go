@@ -83,7 +83,7 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 		return fmt.Errorf(op, runID, err)
 	}
 	err := r.move(ctx, updatePhase, []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
-	return wrapf(op, runID, err)
+	return wrapf(op, runID, tooLarge(err, "phase", "phase"))
 }
 
 // UpdateFeatureRunMemories appends to the run's memories each value that is
@@ -113,7 +113,7 @@ func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UU
 	if err != nil && r.dialect.TooLarge != nil && r.dialect.TooLarge(err) {
 		err = &InputError{Field: "memories", Reason: "the run's memories would grow past the largest value the database builds: " + err.Error()}
 	}
-	return wrapf(op, runID, err)
+	return wrapf(op, runID, tooLarge(err, "memories", "memories"))
 }
 
 var finishRun = newGuardedUpdate("feature_runs", "status = $1, error = $2, completed_at = $3, updated_at = $4", "status = 'running'", "status = $1")
@@ -149,7 +149,7 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 	}
 	t := r.now()
 	err := r.transition(ctx, finishRun[r.dialect], []any{string(to), nullString(message), t, t, runID.String()}, string(to), "")
-	return wrapf(op, runID, err)
+	return wrapf(op, runID, tooLarge(err, "message", "", "message"))
 }
 
 // wrapf formats a non-nil err with the operation's format and subject.

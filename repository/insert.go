@@ -7,6 +7,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/models"
 )
 
@@ -26,10 +27,17 @@ type inserts struct {
 	fkPhaseResult, fkParentInvocation string
 }
 
-// rendered is a statement of table, in the database's SQL.
+// rendered is a statement of table, in the database's SQL, with the
+// names of its arguments, for the error of a write too large: input names
+// them together, and fields each, by var ("" for a var the caller does
+// not give).
 type rendered struct {
-	table string
-	sql   string
+	table  string
+	sql    string
+	input  string
+	fields []string
+	// statement is sql, whose vars are the call's.
+	statement *dialect.Statement
 }
 
 // The columns each create writes, in the order of its vars. Columns left
@@ -44,6 +52,16 @@ var (
 	ctaEventColumns = []string{"id", "feature_run_id", "kind", "status", "request_data", "expires_at", "created_at", "updated_at"}
 )
 
+// The fields of each create's input that its vars hold, by var.
+var (
+	featureRunFields      = []string{"ID", "Phase", "", "Memories", "Metadata", "", ""}
+	sandboxFields         = []string{"ID", "FeatureRunID", "", "Provider", "Metadata", "", ""}
+	phaseResultFields     = []string{"ID", "FeatureRunID", "Phase", "", "", ""}
+	agentInvocationFields = []string{"ID", "FeatureRunID", "PhaseResultID", "ParentInvocationID", "Agent", "Model", "Provider", "", "Input",
+		"", "", "", "", "", "", "StartedAt", "", ""}
+	ctaEventFields = []string{"ID", "FeatureRunID", "Kind", "", "Request", "ExpiresAt", "", ""}
+)
+
 func renderInserts(db *gorm.DB) (*inserts, error) {
 	var ins inserts
 	var err error
@@ -51,16 +69,26 @@ func renderInserts(db *gorm.DB) (*inserts, error) {
 		dest    *rendered
 		model   any
 		columns []string
+		input   string
+		fields  []string
 	}{
-		{&ins.featureRun, &models.FeatureRun{}, featureRunColumns},
-		{&ins.sandbox, &models.Sandbox{}, sandboxColumns},
-		{&ins.phaseResult, &models.PhaseResult{}, phaseResultColumns},
-		{&ins.agentInvocation, &models.AgentInvocation{}, agentInvocationColumns},
-		{&ins.ctaEvent, &models.CTAEvent{}, ctaEventColumns},
+		{&ins.featureRun, &models.FeatureRun{}, featureRunColumns, "NewFeatureRun", featureRunFields},
+		{&ins.sandbox, &models.Sandbox{}, sandboxColumns, "NewSandbox", sandboxFields},
+		{&ins.phaseResult, &models.PhaseResult{}, phaseResultColumns, "NewPhaseResult", phaseResultFields},
+		{&ins.agentInvocation, &models.AgentInvocation{}, agentInvocationColumns, "NewAgentInvocation", agentInvocationFields},
+		{&ins.ctaEvent, &models.CTAEvent{}, ctaEventColumns, "NewCTAEvent", ctaEventFields},
 	} {
 		var stmt *gorm.Statement
 		if *x.dest, stmt, err = renderInsert(db, x.model, x.columns); err != nil {
 			return nil, err
+		}
+		x.dest.statement = &dialect.Statement{SQL: x.dest.sql}
+		x.dest.input = x.input
+		x.dest.fields = make([]string, len(x.fields))
+		for i, f := range x.fields {
+			if f != "" {
+				x.dest.fields[i] = x.input + "." + f
+			}
 		}
 		for name, fk := range map[string]*string{"PhaseResult": &ins.fkPhaseResult, "ParentInvocation": &ins.fkParentInvocation} {
 			if rel, ok := stmt.Schema.Relationships.Relations[name]; ok {
@@ -94,9 +122,13 @@ func renderInsert(db *gorm.DB, model any, columns []string) (rendered, *gorm.Sta
 }
 
 // create runs ins with vars and reports a missing parent as
-// *foreignKeyError. A row that already exists is a replay: nothing
-// changes, and it is no error.
+// *foreignKeyError, and a statement larger than the server takes as an
+// *InputError naming ins's input or the field at fault. A row that already
+// exists is a replay: nothing changes, and it is no error.
 func (r *Repository) create(ctx context.Context, ins rendered, vars ...any) error {
+	if err := r.fit(ctx, ins.statement, vars); err != nil {
+		return tooLarge(err, ins.input, ins.fields...)
+	}
 	_, err := r.insert(ctx, ins.table, ins.sql, vars)
-	return err
+	return tooLarge(err, ins.input, ins.fields...)
 }

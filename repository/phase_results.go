@@ -89,5 +89,9 @@ func (r *Repository) finishPhase(ctx context.Context, op string, id uuid.UUID, t
 	}
 	t := r.now()
 	err := r.transition(ctx, finishPhase[r.dialect], []any{string(to), r.json(output), nullString(message), t, t, id.String()}, string(to), "")
-	return wrapf(op, id, err)
+	all := "message"
+	if output != nil {
+		all = "output"
+	}
+	return wrapf(op, id, tooLarge(err, all, "", "output", "message"))
 }

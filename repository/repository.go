@@ -270,5 +270,10 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 	if constraint, ok := r.dialect.ForeignKey(r.db, err); ok {
 		return &foreignKeyError{constraint: constraint}
 	}
+	if r.dialect.PacketTooLarge != nil && r.dialect.PacketTooLarge(err) {
+		// The limit read before may be stale: read it again next time.
+		r.server.session.Store(nil)
+		return &packetError{arg: -1, refused: err}
+	}
 	return err
 }

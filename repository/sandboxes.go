@@ -115,7 +115,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 		stoppedAt = t
 	}
 	err := r.move(ctx, updateSandbox[status], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
-	return wrapf(op, sandboxID, err)
+	return wrapf(op, sandboxID, tooLarge(err, "status", "status"))
 }
 
 // leakedSandboxesSQL finds live sandboxes of ended or idle runs. Live

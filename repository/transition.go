@@ -90,6 +90,9 @@ func (r *Repository) transition(ctx context.Context, gd *dialect.Guard, vars []a
 
 // outcome runs gd once and returns its outcome code.
 func (r *Repository) outcome(ctx context.Context, gd *dialect.Guard, vars []any) (int64, error) {
+	if err := r.fit(ctx, &gd.Statement, vars); err != nil {
+		return 0, err
+	}
 	n, err := r.exec(ctx, gd.Table, gd.SQL, gd.Args(vars))
 	switch {
 	case err != nil || gd.Probe == nil:
@@ -98,6 +101,9 @@ func (r *Repository) outcome(ctx context.Context, gd *dialect.Guard, vars []any)
 		return dialect.CodeDone, nil
 	case r.dryRun():
 		return 0, nil
+	}
+	if err := r.fit(ctx, gd.Probe, vars); err != nil {
+		return 0, err
 	}
 	var code int64
 	err = r.query(ctx, gd.Table, gd.Probe.SQL, gd.Probe.Args(vars), true, func(rows *sql.Rows) error { return rows.Scan(&code) })

@@ -76,6 +76,11 @@ type Dialect struct {
 	// cannot keep its promises, and otherwise the limits its statements
 	// must stay within. Nil where there is nothing to read.
 	Session func(q Query) (*Session, error)
+	// PacketTooLarge recognises the error of a statement that the server
+	// or the driver refused as larger than the largest packet the server
+	// takes, which therefore changed nothing; nil where there is no such
+	// limit.
+	PacketTooLarge func(err error) bool
 
 	// Migrate brings the schema of models up to date, as migrate.Up
 	// documents; files holds the database's own files of migrate/sql.

@@ -18,6 +18,9 @@ type Session struct {
 	// max_allowed_packet), which takes packets smaller than it; zero for
 	// no limit.
 	MaxPacket int
+	// Packet returns the size in bytes of the largest packet that sends
+	// query with args to the server, and what each arg adds to it.
+	Packet func(query string, args []any) (size int, shares []int)
 }
 
 // ErrUnsupportedSetting is matched by every *SettingError.

@@ -119,9 +119,11 @@ WHERE status = 'pending' AND id IN`),
 		return errors.As(err, &myErr) && myErr.Number == 1301
 	},
 	// The settings of a Repository's connections are read before its
-	// first statement: those migrate refuses are refused there too.
-	Session: session,
-	Migrate: migrate,
+	// first statement: those migrate refuses are refused there too, and
+	// max_allowed_packet bounds every statement the Repository sends.
+	Session:        session,
+	PacketTooLarge: packetTooLarge,
+	Migrate:        migrate,
 	Test: dialect.Test{
 		EnvVar:     "TEST_MARIADB_DSN",
 		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",

@@ -128,5 +128,5 @@ func session(q dialect.Query) (*dialect.Session, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return &dialect.Session{MaxPacket: s.maxPacket}, nil
+	return &dialect.Session{MaxPacket: s.maxPacket, Packet: s.packet}, nil
 }
