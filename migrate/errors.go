@@ -16,3 +16,18 @@ var ErrUnsupportedSetting = dialect.ErrUnsupportedSetting
 // its value, Reason what would go wrong, and Use what to use instead. It
 // matches ErrUnsupportedSetting.
 type SettingError = dialect.SettingError
+
+// ErrSchemaMismatch means Up found tables whose columns differ from those
+// it makes in a way that breaks a promise, such as IDs compared without
+// regard to case in a MariaDB schema made by GORM's AutoMigrate; it
+// changed nothing. The error is a *SchemaError.
+var ErrSchemaMismatch = dialect.ErrSchemaMismatch
+
+// SchemaError lists the columns that differ from those Up makes, in
+// Columns, and says what to do, in Fix. It matches ErrSchemaMismatch.
+type SchemaError = dialect.SchemaError
+
+// ColumnMismatch is a column of a SchemaError: Table and Column name it,
+// Got is its type and collation as the catalog shows them, and Want those
+// Up makes.
+type ColumnMismatch = dialect.ColumnMismatch

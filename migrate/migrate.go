@@ -52,7 +52,10 @@ func Models() []any {
 // and, with a *SettingError, a connection that does not parse times
 // (parseTime=true), does not use utf8mb4, has autocommit off, is not in a
 // strict SQL mode or has EMPTY_STRING_IS_NULL in it, or names columns by
-// their table (columnsWithAlias=true). It then sends the
+// their table (columnsWithAlias=true). It refuses, with a *SchemaError, a
+// schema whose columns have another type than those it makes, or, for
+// IDs, names and statuses, another collation, such as the one GORM's
+// AutoMigrate makes, and changes nothing then. It then sends the
 // statements of migrate/sql/mariadb's numbered files that the schema
 // lacks, in order, holding a named lock (GET_LOCK) on one connection: a
 // CREATE TABLE when its table is missing, an ALTER TABLE … ADD COLUMN

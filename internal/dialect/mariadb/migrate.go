@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
 // lockName is the named lock (GET_LOCK) that serialises migrations.
@@ -63,9 +65,20 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error; err != nil {
 			return err
 		}
-		var columns []column
-		if err := conn.Raw("SELECT table_name AS `table`, column_name AS `name` FROM information_schema.columns WHERE table_schema = DATABASE()").Scan(&columns).Error; err != nil {
+		var catalog []catalogColumn
+		if err := conn.Raw("SELECT table_name AS `table`, column_name AS `name`, column_type AS `type`, collation_name AS `collation` FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position").Scan(&catalog).Error; err != nil {
 			return err
+		}
+		// A column of another type or collation than the files declare
+		// breaks a promise (an ID compared without regard to case takes
+		// "Box" and "box" for one), and Up does not rewrite tables: it
+		// refuses the schema before it changes anything.
+		if wrong := mismatches(declarations(stmts), catalog); len(wrong) > 0 {
+			return &dialect.SchemaError{Columns: wrong, Fix: schemaFix}
+		}
+		columns := make([]column, len(catalog))
+		for i, c := range catalog {
+			columns[i] = column{c.Table, c.Name}
 		}
 		var indexes []column
 		if err := conn.Raw("SELECT DISTINCT table_name AS `table`, index_name AS `name` FROM information_schema.statistics WHERE table_schema = DATABASE()").Scan(&indexes).Error; err != nil {
