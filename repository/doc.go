@@ -20,12 +20,17 @@
 // statement returns the row's state beside the change. Answers are
 // linearizable: each is what a one-at-a-time execution of the calls on the
 // row would return. Arguments are checked before the database is touched;
-// a rejected one returns an *InputError matching ErrInvalidInput.
+// a rejected one returns an *InputError matching ErrInvalidInput. On
+// MariaDB so does a write whose statement, with its arguments, the server
+// would refuse as larger than its max_allowed_packet, before it is sent;
+// and connection settings under which the package cannot keep its
+// promises make every method return a *SettingError, before any write.
 //
 // Every statement runs through the callback chains of the caller's
 // *gorm.DB (see New), rendered once per database.
 //
 // The package works with PostgreSQL, SQLite (with foreign keys enabled)
-// and MariaDB 10.11 or later (with parseTime=true), through GORM's drivers
-// for each (gorm.io/driver/mysql for MariaDB).
+// and MariaDB 10.11 or later (with parseTime=true, autocommit on, a strict
+// sql_mode without EMPTY_STRING_IS_NULL, and columnsWithAlias off), through
+// GORM's drivers for each (gorm.io/driver/mysql for MariaDB).
 package repository

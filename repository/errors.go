@@ -14,7 +14,10 @@ var (
 	// does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrInvalidInput means an argument was rejected before the database was
-	// touched. The error is an *InputError naming the field.
+	// touched, or, on MariaDB, a write whose statement the server would
+	// refuse as larger than its max_allowed_packet, before it was sent.
+	// The error is an *InputError naming the field, or the arguments
+	// together.
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrInvalidTransition means a row is in a state the requested transition
 	// may not leave, such as a completed run asked to fail. Nothing changed.

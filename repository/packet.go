@@ -89,7 +89,7 @@ func tooLarge(err error, all string, each ...string) error {
 	}
 	switch {
 	case pe.refused != nil:
-		return &InputError{Field: all, Reason: "the server refused the write as " + pe.Error()}
+		return &InputError{Field: all, Reason: "the write was refused as " + pe.Error()}
 	case pe.arg >= 0 && pe.arg < len(each) && each[pe.arg] != "":
 		return &InputError{Field: each[pe.arg], Reason: fmt.Sprintf("with the write's other arguments, %s", pe)}
 	}

@@ -69,7 +69,7 @@ func TestPacketLimitIsTheServers(t *testing.T) {
 					lo = mid
 				} else {
 					require.ErrorIs(t, err, repository.ErrInvalidInput)
-					require.NotContains(t, err.Error(), "server refused", "the Repository sent a write the server refused")
+					require.NotContains(t, err.Error(), "was refused", "the Repository sent a write the server refused")
 					hi = mid
 				}
 			}
@@ -89,14 +89,15 @@ func TestPacketLimitIsTheServers(t *testing.T) {
 			var inErr *repository.InputError
 			require.ErrorAs(t, err, &inErr)
 			assert.Equal(t, "NewFeatureRun", inErr.Field)
-			assert.Contains(t, inErr.Reason, "server refused")
+			assert.Contains(t, inErr.Reason, "was refused")
+			assert.Contains(t, inErr.Reason, "Error 1153", "by the server")
 			_, err = repo.GetFeatureRun(t.Context(), tooLarge)
 			require.ErrorIs(t, err, repository.ErrNotFound, "nothing is written")
 
 			// The refusal made the Repository read the limit again.
 			err = create(tooLarge, hi)
 			require.ErrorAs(t, err, &inErr)
-			assert.NotContains(t, inErr.Reason, "server refused")
+			assert.NotContains(t, inErr.Reason, "was refused")
 			require.NoError(t, create(uuid.New(), lo))
 		})
 	}
