@@ -144,9 +144,11 @@ func Races(t *testing.T, open dbtest.Opener) {
 // sandboxMoves lists, as the contract states them, the statuses a
 // sandbox may move to each status from.
 var sandboxMoves = map[models.SandboxStatus][]string{
-	models.SandboxRunning: {"creating", "paused"},
-	models.SandboxPaused:  {"running"},
-	models.SandboxStopped: {"creating", "running", "paused"},
+	models.SandboxCreating: nil,
+	models.SandboxRunning:  {"creating", "paused"},
+	models.SandboxPaused:   {"running"},
+	models.SandboxStopped:  {"creating", "running", "paused"},
+	models.SandboxFailed:   {"creating", "running", "paused"},
 }
 
 // modelRow is the model of a row: whether it exists, its status, for a
@@ -243,7 +245,7 @@ func modelPhase(phase string) rowModel {
 			r.phase = phase
 			return answerNil, r
 		}
-		return answer{kind: "invalid", from: r.status, to: "running", detail: "phase " + phase}, r
+		return answer{kind: "invalid", from: r.status, to: "running", detail: fmt.Sprintf("phase %q", phase)}, r
 	}
 }
 
