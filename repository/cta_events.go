@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/models"
 )
 
@@ -103,12 +105,40 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 }
 
 // ExpireCTAEvents times out every pending CTA event whose deadline is at or
-// before now, at most limit of them (oldest deadline first), and returns
-// their IDs. It uses the same guard as TimeoutCTAEvent, so an event answered
-// a moment before is never overwritten, and it is one statement: on
-// PostgreSQL concurrent sweepers skip the events another has claimed, so no
-// event is claimed twice. Call it until it returns fewer than limit IDs to
-// drain a backlog.
+// before now, at most limit of them, and returns their IDs. Call it until
+// it returns fewer than limit IDs to drain a backlog.
+//
+// Its answer is linearizable: the sweep takes effect at a moment within
+// the call at which every event it returns is due and pending, and at
+// which, unless it returns limit IDs, no other due event is pending. So a
+// sweep that returns fewer than limit waits for each due event another
+// call holds (another sweeper, or an answer about to commit) and takes it
+// if it is still pending once freed: a read after the sweep never finds
+// pending a due event the sweep left. A sweep that returns limit IDs
+// takes the oldest deadlines first but passes over the events other calls
+// hold, so that sweepers draining a backlog do not queue behind each
+// other. It uses the same guard as TimeoutCTAEvent, so an event answered a
+// moment before is never overwritten, and sweepers running at once never
+// claim the same event.
+//
+// On SQLite a sweep is one statement. On PostgreSQL it is one statement
+// too, sent a second time, waiting, when more events were due than limit
+// but others held so many that it claimed fewer; the first then changed
+// nothing. On MariaDB it is a plain read counting the due events, then, if
+// there are any, a transaction of two statements, a claim and the update,
+// whose claim is made again, waiting, when a claim that skipped came up
+// short. See dialect.Expire and each dialect's statements for why each
+// answer is linearizable.
+//
+// On SQLite and MariaDB the moment is one for all the events. On
+// PostgreSQL an event created while the sweep's statement runs is not in
+// the statement's snapshot, and the sweep may leave it pending: the
+// answer is then linearizable event by event, as the contract has it
+// ("the concurrent calls on that row"), taking effect before that create
+// for that event, but not at one moment for all of them.
+//
+// Inside Repository.Transaction, where a claim keeps its locks until the
+// transaction ends, a sweep waits for held events from the start.
 func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	const op = "expire CTA events: %w"
 	if now.IsZero() {
@@ -124,41 +154,102 @@ func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit i
 		return nil, fmt.Errorf(op, err)
 	}
 	now = now.UTC().Truncate(time.Microsecond)
-	ids, err := r.expire(ctx, []any{now, r.now(), limit})
+	ids, err := r.expire(ctx, []any{now, r.now(), limit, false, limit + 1})
 	if err != nil {
 		return nil, fmt.Errorf(op, err)
 	}
 	return ids, nil
 }
 
+// errSkipped rolls back a claim that passed over events others held and
+// got fewer than its limit.
+var errSkipped = errors.New("the claim passed over events others held")
+
 // expire runs the dialect's sweeper with vars; see dialect.Expire.
 func (r *Repository) expire(ctx context.Context, vars []any) ([]string, error) {
 	x := r.dialect.ExpireCTAEvents
-	claim := func(tx *Repository) ([]string, error) {
-		ids := make([]string, 0, vars[2].(int))
-		err := tx.writeRows(ctx, "cta_events", x.Claim.SQL, x.Claim.Args(vars), func(rows *sql.Rows) error {
-			var id string
+	limit := vars[2].(int)
+	claim := func(tx *Repository, st *dialect.Statement) (ids []string, skipped bool, err error) {
+		ids = make([]string, 0, limit)
+		err = tx.writeRows(ctx, "cta_events", st.SQL, st.Args(vars), func(rows *sql.Rows) error {
+			var id sql.NullString
 			err := rows.Scan(&id)
-			ids = append(ids, id)
+			if id.Valid {
+				ids = append(ids, id.String)
+			} else {
+				skipped = true
+			}
 			return err
 		})
+		return ids, skipped, err
+	}
+	// Inside the caller's transaction a claim keeps its locks until that
+	// transaction ends, even one rolled back to a savepoint, and a plain
+	// read sees the transaction's snapshot: there the sweep waits from the
+	// start, holding events in the order every waiting sweeper takes them.
+	inTx := r.inTransaction()
+	if x.Sweep != nil {
+		vars[3] = inTx
+		ids, skipped, err := claim(r, x.Sweep)
+		if err != nil || !skipped {
+			return ids, err
+		}
+		vars[3] = true
+		ids, _, err = claim(r, x.Sweep)
 		return ids, err
 	}
-	if x.Update == nil {
-		return claim(r)
+	st := x.Wait
+	if !inTx {
+		var due int64
+		err := r.query(ctx, "cta_events", x.Backlog.SQL, x.Backlog.Args(vars), true, func(rows *sql.Rows) error { return rows.Scan(&due) })
+		if err != nil || due == 0 {
+			return nil, err
+		}
+		if due > int64(limit) {
+			st = x.Skip
+		}
 	}
-	var ids []string
-	err := r.Transaction(ctx, func(tx *Repository) error {
-		var err error
-		if ids, err = claim(tx); err != nil || len(ids) == 0 {
+	for attempt := 1; ; attempt++ {
+		var ids []string
+		err := r.transaction(ctx, x.TxOptions, func(tx *Repository) error {
+			var err error
+			ids, _, err = claim(tx, st)
+			switch {
+			case err != nil:
+				return err
+			case st == x.Skip && len(ids) < limit:
+				return errSkipped
+			case len(ids) == 0:
+				return nil
+			}
+			args := x.Update.Args(vars)
+			for _, id := range ids {
+				args = append(args, id)
+			}
+			_, err = tx.exec(ctx, "cta_events", x.Update.SQL+" (?"+strings.Repeat(", ?", len(ids)-1)+")", args)
 			return err
+		})
+		switch {
+		case errors.Is(err, errSkipped):
+			st = x.Wait
+			continue
+		case err != nil && attempt < maxAttempts && r.dialect.Retry != nil && !inTx && r.dialect.Retry(err) && ctx.Err() == nil:
+			// A deadlock rolled the whole transaction back.
+			continue
+		case err != nil:
+			return nil, err
 		}
-		args := x.Update.Args(vars)
-		for _, id := range ids {
-			args = append(args, id)
-		}
-		_, err = tx.exec(ctx, "cta_events", x.Update.SQL+" (?"+strings.Repeat(", ?", len(ids)-1)+")", args)
-		return err
-	})
-	return ids, err
+		return ids, nil
+	}
+}
+
+// transaction is Transaction with the transaction's options. Its
+// Repository is r's, on the transaction, and without r's stopper, whose
+// connections are the pool's.
+func (r *Repository) transaction(ctx context.Context, opts *sql.TxOptions, fn func(tx *Repository) error) error {
+	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		tx := *r
+		tx.db, tx.stopper = db.Session(&gorm.Session{NewDB: true}), nil
+		return fn(&tx)
+	}, opts)
 }

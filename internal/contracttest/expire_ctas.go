@@ -1,8 +1,10 @@
 package contracttest
 
 import (
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,6 +125,135 @@ func ExpireCTAs(t *testing.T, open dbtest.Opener) {
 		assert.Equal(t, want, all, "every event claimed exactly once")
 	})
 
+	// hold answers the events ids in a transaction and keeps it open, so
+	// that their rows stay locked, until the returned function ends it,
+	// committing or rolling back.
+	hold := func(e *env, ids ...string) (end func(commit bool)) {
+		e.t.Helper()
+		held, release, done := make(chan error, 1), make(chan bool), make(chan error, 1)
+		go func() {
+			done <- e.repo.Transaction(e.ctx, func(tx *repository.Repository) error {
+				for _, id := range ids {
+					if err := tx.CompleteCTAEvent(e.ctx, id, "held"); err != nil {
+						held <- err
+						return err
+					}
+				}
+				held <- nil
+				if !<-release {
+					return errRolledBack
+				}
+				return nil
+			})
+		}()
+		require.NoError(e.t, <-held)
+		var once sync.Once
+		end = func(commit bool) {
+			once.Do(func() {
+				release <- commit
+				if err := <-done; commit {
+					assert.NoError(e.t, err)
+				} else {
+					assert.ErrorIs(e.t, err, errRolledBack)
+				}
+			})
+		}
+		e.t.Cleanup(func() { end(false) }) // when the test stopped before
+		return end
+	}
+	// sweep starts ExpireCTAEvents and returns its answer's channel.
+	sweep := func(e *env, limit int) <-chan []string {
+		got := make(chan []string, 1)
+		go func() {
+			ids, err := e.repo.ExpireCTAEvents(e.ctx, base, limit)
+			assert.NoError(e.t, err)
+			sort.Strings(ids)
+			got <- ids
+		}()
+		return got
+	}
+	// A sweep's answer must be linearizable: one that returns fewer than
+	// its limit says that no due event is left pending, so it waits for
+	// the events other calls hold; one that returns its limit need not.
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("WaitsForAnEventHeldBelowItsLimit/commit=%t", commit), func(t *testing.T) {
+			e := setup(t, open)
+			if e.db.Dialector.Name() == "sqlite" {
+				t.Skip("SQLite runs one transaction at a time: no other call holds an event while a sweep runs")
+			}
+			create(e, "held", base.Add(-2*time.Minute))
+			create(e, "free", base.Add(-time.Minute))
+			end := hold(e, "held")
+			got := sweep(e, 10)
+			select {
+			case ids := <-got:
+				t.Fatalf("the sweep returned %v while an answer held a due event", ids)
+			case <-time.After(200 * time.Millisecond):
+			}
+			end(commit)
+			want := []string{"free", "held"}
+			if commit {
+				want = []string{"free"}
+			}
+			assert.Equal(t, want, <-got, "the sweep takes the held event if it is still pending when freed")
+		})
+	}
+
+	t.Run("PassesOverHeldEventsAtItsLimit", func(t *testing.T) {
+		e := setup(t, open)
+		if e.db.Dialector.Name() == "sqlite" {
+			t.Skip("SQLite runs one transaction at a time: no other call holds an event while a sweep runs")
+		}
+		create(e, "a-held", base.Add(-3*time.Minute))
+		create(e, "b", base.Add(-2*time.Minute))
+		create(e, "c", base.Add(-time.Minute))
+		end := hold(e, "a-held")
+		defer end(true)
+		select {
+		case ids := <-sweep(e, 2):
+			assert.Equal(t, []string{"b", "c"}, ids, "a full sweep passes over the held event")
+		case <-time.After(10 * time.Second):
+			t.Fatal("a sweep that can claim its limit waited for a held event")
+		}
+	})
+
+	t.Run("WaitsWhenHeldEventsLeaveItShort", func(t *testing.T) {
+		e := setup(t, open)
+		if e.db.Dialector.Name() == "sqlite" {
+			t.Skip("SQLite runs one transaction at a time: no other call holds an event while a sweep runs")
+		}
+		create(e, "a-held", base.Add(-3*time.Minute))
+		create(e, "b-held", base.Add(-2*time.Minute))
+		create(e, "c", base.Add(-time.Minute))
+		end := hold(e, "a-held", "b-held")
+		// Three are due, more than the limit, but two are held: the sweep
+		// cannot claim two without them.
+		got := sweep(e, 2)
+		select {
+		case ids := <-got:
+			t.Fatalf("the sweep returned %v, short of its limit, while answers held due events", ids)
+		case <-time.After(200 * time.Millisecond):
+		}
+		end(true)
+		assert.Equal(t, []string{"c"}, <-got)
+	})
+
+	t.Run("InsideTransaction", func(t *testing.T) {
+		e := setup(t, open)
+		create(e, "due-1", base.Add(-2*time.Minute))
+		create(e, "due-2", base.Add(-time.Minute))
+		for _, limit := range []int{1, 10} {
+			var ids []string
+			require.NoError(t, e.repo.Transaction(e.ctx, func(tx *repository.Repository) error {
+				var err error
+				ids, err = tx.ExpireCTAEvents(e.ctx, base, limit)
+				return err
+			}))
+			want := map[int][]string{1: {"due-1"}, 10: {"due-2"}}[limit]
+			assert.Equal(t, want, ids, "limit %d", limit)
+		}
+	})
+
 	t.Run("BadInput", func(t *testing.T) {
 		e := setup(t, open)
 		for _, limit := range []int{0, -1, repository.MaxPageLimit + 1} {
@@ -139,3 +270,6 @@ func ExpireCTAs(t *testing.T, open dbtest.Opener) {
 		assert.Zero(t, e.count("cta_events"))
 	})
 }
+
+// errRolledBack rolls back a test's transaction.
+var errRolledBack = errors.New("rolled back")

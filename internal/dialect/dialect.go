@@ -42,7 +42,8 @@ type Dialect struct {
 	AppendMemories *Guard
 	// ExpireCTAEvents times out at most vars[2] pending CTA events whose
 	// expires_at is at or before vars[0], setting resolved_at to vars[0]
-	// and updated_at to vars[1], and returns their IDs.
+	// and updated_at to vars[1], and returns their IDs; see Expire for
+	// vars[3] and vars[4].
 	ExpireCTAEvents Expire
 	// Snapshot are the options of a transaction whose reads all see one
 	// snapshot of the database.
@@ -107,14 +108,43 @@ type Stop struct {
 	ConnID, Kill string
 }
 
-// Expire is how a database runs the CTA sweeper: Claim alone, a statement
-// that times the events out and returns their IDs, or, where Update is set,
-// Claim locking the due events and returning their IDs and then Update
-// timing out those still pending, in one transaction (for a database
-// without UPDATE … RETURNING). Update's last var is the list of IDs.
+// Expire is how a database runs the CTA sweeper, whose answer must be
+// linearizable: a sweep takes effect at one moment, at which every event
+// it returns is due and pending, and, unless it returns vars[2] events,
+// every due event still pending is among them. So a sweep may pass over
+// an event that another call holds (another sweeper, or an answer about
+// to commit) only when it claims vars[2] others: the caller of a sweep
+// that returns fewer learns, from it, that none is left.
+//
+// The sweep is either Sweep alone, one statement that times the events out
+// and returns their IDs, or, where Sweep is nil (a database without
+// UPDATE … RETURNING), a transaction: Skip or Wait locking the due events
+// and returning their IDs, then Update timing out those still pending,
+// whose last var is the list of IDs. The vars are now (vars[0]), the
+// events' updated_at (vars[1]), the limit (vars[2]), whether to wait for
+// every event another call holds (vars[3], a bool) and the limit plus
+// one (vars[4]).
 type Expire struct {
-	Claim  *Statement
+	// Sweep, on a database where other calls hold events (PostgreSQL),
+	// skips the events they hold when vars[3] is false and more events are
+	// due than the limit; if it then claims fewer than the limit, it
+	// changes nothing and returns one NULL ID instead, and must be sent
+	// again with vars[3] true. Otherwise it waits for every due event
+	// another call holds.
+	Sweep *Statement
+	// Backlog counts the due events, up to the limit plus one, read
+	// without locking: Skip claims them when there are more than the
+	// limit, Wait otherwise, and a sweep that finds none ends there.
+	Backlog *Statement
+	// Skip claims due events, passing over those other calls hold; a claim
+	// of fewer than the limit must be rolled back and made with Wait.
+	Skip *Statement
+	// Wait claims due events in the order of their deadlines, waiting for
+	// those other calls hold.
+	Wait   *Statement
 	Update *Statement
+	// TxOptions are the options of the transaction.
+	TxOptions *sql.TxOptions
 }
 
 // Statement is SQL with the order in which it takes a call's vars: Vars[i]

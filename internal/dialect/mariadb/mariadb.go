@@ -70,19 +70,48 @@ WHERE r.id = $3 AND r.status = 'running' AND EXISTS (SELECT 1 FROM ` + newMemori
 	ELSE ` + dialect.StatusCode("feature_runs", "r.status") + ` END
 FROM feature_runs AS r WHERE r.id = $3 LOCK IN SHARE MODE`),
 	},
-	// The claim locks the due events it returns, skipping those another
-	// sweeper holds, and the update, in the same transaction, times out
-	// those still pending: an answer committed before the claim is seen
-	// by it (a locking read sees the latest row), and one that comes
-	// after waits for the transaction, then finds the event timed out.
+	// The sweep, a transaction of a claim and an update in REPEATABLE
+	// READ. Backlog, a plain read outside it, counts the due events as
+	// last committed; none ends the sweep, which takes effect there.
+	//
+	// When more are due than the limit, Skip locks the first $3 that no
+	// other call holds (SKIP LOCKED), so that sweepers draining a backlog
+	// do not queue behind each other. A locking read sees each row as
+	// last committed, and a locked row stays so until the commit, where
+	// Update times out all of them at once: that is the sweep's
+	// linearization point, and as it returns its limit, the events it
+	// passed over do not matter there. A claim of fewer than $3 may have
+	// passed over an event still pending when the sweep returns: it is
+	// rolled back and made again with Wait.
+	//
+	// Otherwise Wait locks the due events in the order of the index
+	// idx_cta_events_pending_expiry (status, expires_at, then the primary
+	// key), waiting for those other calls hold, and after a wait reads the
+	// event as last committed, skipping it if no longer pending.
+	// REPEATABLE READ locks the gaps of the range it reads, so no event
+	// enters it before the commit. At the commit, then, every due event is
+	// either returned and timed out, or was answered or timed out by the
+	// call that held it, a final status. Sweepers that wait lock in one
+	// order, and sweepers that skip never wait; a deadlock InnoDB still
+	// finds (a sweeper's gap lock against an answer's index update) rolls
+	// the transaction back, and it is sent again.
 	ExpireCTAEvents: dialect.Expire{
-		Claim: dialect.Positional(`SELECT id FROM cta_events
+		Backlog: dialect.Positional(`SELECT COUNT(*) FROM (SELECT 1 FROM cta_events
+WHERE status = 'pending' AND expires_at <= $1
+LIMIT $5) AS due`),
+		Skip: dialect.Positional(`SELECT id FROM cta_events
 WHERE status = 'pending' AND expires_at <= $1
 ORDER BY expires_at, id
 LIMIT $3
 FOR UPDATE SKIP LOCKED`),
+		Wait: dialect.Positional(`SELECT id FROM cta_events
+WHERE status = 'pending' AND expires_at <= $1
+ORDER BY expires_at, id
+LIMIT $3
+FOR UPDATE`),
 		Update: dialect.Positional(`UPDATE cta_events SET status = 'timed_out', resolved_at = $1, updated_at = $2
 WHERE status = 'pending' AND id IN`),
+		TxOptions: &sql.TxOptions{Isolation: sql.LevelRepeatableRead},
 	},
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
 		var myErr *mysql.MySQLError

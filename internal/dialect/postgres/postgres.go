@@ -74,19 +74,68 @@ SELECT FROM feature_runs AS r, generate_series(1, CASE
 	ELSE ` + dialect.StatusCode("feature_runs", "r.status") + ` END)
 WHERE r.id = $3`},
 	},
-	// The claim is a CTE because PostgreSQL runs a CTE exactly once, while
-	// an IN (subquery … LIMIT) may be re-run and claim more than the limit.
-	ExpireCTAEvents: dialect.Expire{Claim: &dialect.Statement{SQL: `
-WITH due AS (
+	// The sweep, in one statement. The claims are CTEs because
+	// PostgreSQL runs a CTE exactly once, while an IN (subquery … LIMIT)
+	// may be re-run and claim more than the limit; the update finds the
+	// claimed events by primary key, from an array of their IDs. backlog
+	// tells, from the statement's snapshot and the index on pending
+	// deadlines, whether more events are due than the limit.
+	//
+	// If so, claimed locks the first $3 due events that no other call
+	// holds (SKIP LOCKED), so that sweepers draining a backlog do not
+	// queue behind each other, and when it has $3 of them, the statement
+	// times them out: each was due and pending when it was locked, and a
+	// locked row stays so until the commit, where all of them time out at
+	// once. That is the sweep's linearization point. The events it passed
+	// over do not matter there: a sweep that returns its limit may take
+	// any limit of the due events. If it claimed fewer, it passed over an
+	// event that may still be pending when it returns; so it changes
+	// nothing and returns one NULL ID, and is sent again with $4 true.
+	//
+	// Otherwise (or sent again) waited locks the due events in the order
+	// of their deadlines and IDs, waiting for those other calls hold;
+	// after a wait PostgreSQL reads the event's last committed version
+	// and locks it only if it is still due and pending. At the commit,
+	// then, every due event the snapshot had is either returned and timed
+	// out, or was found answered or timed out by the call that held it, a
+	// final status. Sweepers that wait lock in one order and sweepers that
+	// skip never wait, so no two sweepers deadlock; an answer holds one
+	// row.
+	//
+	// An event created while the statement runs is not in its snapshot:
+	// for that event the sweep takes effect before its create, which the
+	// event's own calls always allow, but the sweep then has no one moment
+	// for all events. Closing that needs creates to wait for the sweep (a
+	// table lock), which would stall every CTA write behind any long
+	// transaction that holds one.
+	ExpireCTAEvents: dialect.Expire{Sweep: &dialect.Statement{SQL: `
+WITH backlog AS (
+	SELECT count(*) > $3 AND NOT $4 AS skip
+	FROM (SELECT FROM cta_events WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $3 + 1) AS due
+), claimed AS (
 	SELECT id FROM cta_events
-	WHERE status = 'pending' AND expires_at <= $1
+	WHERE status = 'pending' AND expires_at <= $1 AND (SELECT skip FROM backlog)
 	ORDER BY expires_at, id
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
+), waited AS (
+	SELECT id FROM cta_events
+	WHERE status = 'pending' AND expires_at <= $1 AND NOT (SELECT skip FROM backlog)
+	ORDER BY expires_at, id
+	LIMIT $3
+	FOR UPDATE
+), expired AS (
+	UPDATE cta_events AS c SET status = 'timed_out', resolved_at = $1, updated_at = $2
+	WHERE c.id = ANY (ARRAY(
+		SELECT id FROM claimed WHERE (SELECT count(*) FROM claimed) = $3
+		UNION ALL
+		SELECT id FROM waited
+	)) AND c.status = 'pending'
+	RETURNING c.id
 )
-UPDATE cta_events AS c SET status = 'timed_out', resolved_at = $1, updated_at = $2
-FROM due WHERE c.id = due.id AND c.status = 'pending'
-RETURNING c.id`}},
+SELECT id FROM expired
+UNION ALL
+SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) < $3`, Vars: []int{0, 1, 2, 3}}},
 	// At a context's end pgx, by default, breaks the connection and
 	// leaves its statement running on the server, which still commits it
 	// once the lock it waits for is free: a cancel request, sent on a

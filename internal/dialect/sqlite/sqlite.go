@@ -73,7 +73,9 @@ SELECT CASE
 	ELSE ` + dialect.StatusCode("feature_runs", "r.status") + ` END
 FROM feature_runs AS r WHERE r.id = ?2`, Vars: []int{0, 2}},
 	},
-	ExpireCTAEvents: dialect.Expire{Claim: &dialect.Statement{SQL: `
+	// SQLite runs one write at a time: the sweep, one statement, sees
+	// every event as last committed and no other call holds one.
+	ExpireCTAEvents: dialect.Expire{Sweep: &dialect.Statement{SQL: `
 UPDATE cta_events SET status = 'timed_out', resolved_at = ?1, updated_at = ?2
 WHERE id IN (
 	SELECT id FROM cta_events
@@ -81,7 +83,7 @@ WHERE id IN (
 	ORDER BY expires_at, id
 	LIMIT ?3
 )
-RETURNING id`}},
+RETURNING id`, Vars: []int{0, 1, 2}}},
 	ForeignKey: func(db *gorm.DB, err error) (string, bool) {
 		if t, ok := db.Dialector.(gorm.ErrorTranslator); ok && errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated) {
 			return "", true
