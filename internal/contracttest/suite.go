@@ -42,6 +42,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"ExpireCTAs", ExpireCTAs},
 		{"LeakedSandboxes", LeakedSandboxes},
 		{"Races", Races},
+		{"Linearizable", Linearizable},
 		{"Fencing", Fencing},
 		{"Times", Times},
 		{"StoredJSON", StoredJSON},
