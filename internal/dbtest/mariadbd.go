@@ -58,13 +58,20 @@ func PrivateMariaDB(tb testing.TB) *PrivateServer {
 	}
 	dir := tb.TempDir()
 	data := filepath.Join(dir, "data")
+	// Its own temporary directory: a server clears the #sql files of its
+	// tmpdir when it starts, which in the shared /tmp would be the live
+	// temporary tables of the machine's server.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatal(err)
+	}
 	var user []string
 	if os.Geteuid() == 0 {
 		// mariadbd refuses to run as root unless told to.
 		user = []string{"--user=root"}
 	}
 	// --no-defaults must come first.
-	installArgs := append([]string{"--no-defaults", "--datadir=" + data, "--skip-test-db", "--innodb-log-file-size=8M"}, user...)
+	installArgs := append([]string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--skip-test-db", "--innodb-log-file-size=8M"}, user...)
 	if out, err := exec.Command(install, installArgs...).CombinedOutput(); err != nil {
 		tb.Fatalf("%s: %v\n%s", install, err, out)
 	}
@@ -82,6 +89,7 @@ func PrivateMariaDB(tb testing.TB) *PrivateServer {
 	args := append([]string{
 		"--no-defaults",
 		"--datadir=" + data,
+		"--tmpdir=" + tmp,
 		"--socket=" + filepath.Join(sockDir, "mariadbd.sock"),
 		"--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
 		"--log-error=" + filepath.Join(dir, "error.log"),
