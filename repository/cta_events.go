@@ -3,9 +3,9 @@ package repository
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -222,11 +222,11 @@ func (r *Repository) expire(ctx context.Context, vars []any) ([]string, error) {
 			case len(ids) == 0:
 				return nil
 			}
-			args := x.Update.Args(vars)
-			for _, id := range ids {
-				args = append(args, id)
+			list, err := json.Marshal(ids)
+			if err != nil {
+				return err
 			}
-			_, err = tx.exec(ctx, "cta_events", x.Update.SQL+" (?"+strings.Repeat(", ?", len(ids)-1)+")", args)
+			_, err = tx.exec(ctx, "cta_events", x.Update.SQL, x.Update.Args(append(vars[:len(vars):len(vars)], string(list))))
 			return err
 		})
 		switch {

@@ -120,7 +120,7 @@ type Stop struct {
 // and returns their IDs, or, where Sweep is nil (a database without
 // UPDATE … RETURNING), a transaction: Skip or Wait locking the due events
 // and returning their IDs, then Update timing out those still pending,
-// whose last var is the list of IDs. The vars are now (vars[0]), the
+// whose vars[5] is the JSON array of their IDs. The vars are now (vars[0]), the
 // events' updated_at (vars[1]), the limit (vars[2]), whether to wait for
 // every event another call holds (vars[3], a bool) and the limit plus
 // one (vars[4]).

@@ -109,8 +109,13 @@ WHERE status = 'pending' AND expires_at <= $1
 ORDER BY expires_at, id
 LIMIT $3
 FOR UPDATE`),
-		Update: dialect.Positional(`UPDATE cta_events SET status = 'timed_out', resolved_at = $1, updated_at = $2
-WHERE status = 'pending' AND id IN`),
+		// The claimed IDs come as one JSON array, so that the statement
+		// has one text whatever their number; the join reads each event
+		// by its primary key, locking no other row.
+		Update: dialect.Positional(`UPDATE JSON_TABLE($6, '$[*]' COLUMNS (id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$')) AS j
+STRAIGHT_JOIN cta_events AS c FORCE INDEX (PRIMARY) ON c.id = j.id
+SET c.status = 'timed_out', c.resolved_at = $1, c.updated_at = $2
+WHERE c.status = 'pending'`),
 		TxOptions: &sql.TxOptions{Isolation: sql.LevelRepeatableRead},
 	},
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
