@@ -81,6 +81,17 @@ for ((round = 1; round <= (${#dbs[@]} ? COUNT : 0); round++)); do
 		seconds[$db]=$((seconds[$db] + $(date +%s) - start))
 	done
 done
+# The run viewer's pages (package runview): a run of 1,000 invocations on
+# each database, and the list page's queries over 100,000 runs on
+# PostgreSQL. Taken with PostgreSQL's benchmarks, in rounds of their own.
+viewraw=bench/testdata/bench-runview.txt
+if [[ " ${dbs[*]} " == *" postgres "* ]]; then
+	: >"$viewraw"
+	for ((round = 1; round <= COUNT; round++)); do
+		echo "runview round $round of $COUNT" >&2
+		go test ./runview/ -run '^$' -bench '^Benchmark(RunPage|ListPage)$' -count 1 -timeout 30m >>"$viewraw"
+	done
+fi
 code=$(git describe --always --dirty 2>/dev/null || echo unknown)
 for db in "${dbs[@]}"; do
 	if ! grep -q '^Benchmark.*impl=repository' "${raw[$db]}"; then
@@ -108,6 +119,8 @@ mysummary=$(benchstat -col "$mycols" "${raw[mariadb]}")
 # both databases: each side of a pair comes from one file.
 fencedcols='/impl@(repository fenced)'
 fenced=$(benchstat -format csv -col "$fencedcols" "${raw[postgres]}" "${raw[mariadb]}" 2>/dev/null | go run ./bench/internal/benchmd -fenced)
+
+viewsummary=$(benchstat "$viewraw" 2>/dev/null || echo "no results: run scripts/bench.sh with PostgreSQL")
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 pg=$(psql "$dsn" -Atc 'SELECT version()' 2>/dev/null || echo unknown)
@@ -226,5 +239,18 @@ ${mysummary}
 \`\`\`
 
 ${fenced}
+
+## Run viewer
+
+The pages of package \`runview\` (\`runview/bench_test.go\`):
+**RunPage** renders the page of a run with 1,000 invocations, three levels
+deep, on each database, and stops if it takes another number of queries
+than a run of 25; **ListPage** over 100,000 runs on PostgreSQL, each filter
+timed for its queries alone (\`/queries\`, the target being a median under
+20 ms) and for the whole page (\`/page\`). Medians of ${COUNT} rounds.
+
+\`\`\`
+${viewsummary}
+\`\`\`
 EOF
 echo "wrote BENCHMARKS.md" >&2
