@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/internal/latewrites"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/repository"
@@ -71,24 +71,6 @@ const (
 	// the create waits to learn whether the key will exist.
 	insertRun = `INSERT INTO feature_runs (id, phase, status, memories, created_at, updated_at) VALUES (?, 'blocker', 'running', '[]', now(), now())`
 )
-
-// holdLock begins a transaction on db that takes lock, with id as its one
-// var, and returns it holding the lock until it commits or rolls back. An
-// empty lock takes nothing beyond what BEGIN takes: on an SQLite file
-// opened with _txlock=immediate, the database's write lock, which every
-// other connection's write waits for.
-func holdLock(ctx context.Context, db *gorm.DB, lock string, id any) (*gorm.DB, error) {
-	tx := db.WithContext(ctx).Begin()
-	if tx.Error != nil {
-		return nil, tx.Error
-	}
-	if lock != "" {
-		if err := tx.Exec(lock, id).Error; err != nil {
-			return nil, errors.Join(err, tx.Rollback().Error)
-		}
-	}
-	return tx, nil
-}
 
 // blockedWrites are the fifteen writes. A create of a child waits for the
 // run it names, whose foreign key check needs a lock that FOR UPDATE
@@ -180,7 +162,7 @@ func TestDeadlines(t *testing.T) {
 					f := newRows(t, ctx, repo, "deadline-"+w.name)
 					before := takeSnapshot(t, ctx, db, f.run)
 
-					tx, err := holdLock(ctx, db, w.lock, w.id(f))
+					tx, err := latewrites.HoldLock(ctx, db, w.lock, w.id(f))
 					if err != nil {
 						t.Fatalf("take the lock: %v", err)
 					}
