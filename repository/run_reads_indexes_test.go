@@ -46,12 +46,15 @@ var runListLoads = map[string][]string{
 		FROM sample AS s, generate_series(1, 3) AS k`,
 		`ANALYZE`,
 	},
+	// Times are written as the SQLite driver writes them, without
+	// trailing zeros, so that the keyset reads, which compare the stored
+	// text with the driver's, page them as the package's own rows.
 	"sqlite": {
 		`WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 100000)
 		INSERT INTO feature_runs (id, phase, status, memories, created_at, updated_at)
 		SELECT printf('%08x-0000-4000-8000-000000000000', i), CASE i % 3 WHEN 0 THEN 'plan' WHEN 1 THEN 'implement' ELSE 'review' END,
 			CASE (i / 3) % 3 WHEN 0 THEN 'running' WHEN 1 THEN 'completed' ELSE 'failed' END, '[]',
-			strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '-' || i || ' seconds'), strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '-' || i || ' seconds')
+			rtrim(rtrim(strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || i || ' seconds'), '0'), '.') || '+00:00', rtrim(rtrim(strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || i || ' seconds'), '0'), '.') || '+00:00'
 		FROM seq`,
 		`CREATE TEMP TABLE sample AS SELECT id, created_at FROM feature_runs ORDER BY created_at LIMIT 10000`,
 		`WITH RECURSIVE p(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM p WHERE n < 5)
