@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/models"
@@ -241,15 +240,4 @@ func (r *Repository) expire(ctx context.Context, vars []any) ([]string, error) {
 		}
 		return ids, nil
 	}
-}
-
-// transaction is Transaction with the transaction's options. Its
-// Repository is r's, on the transaction, and without r's stopper, whose
-// connections are the pool's.
-func (r *Repository) transaction(ctx context.Context, opts *sql.TxOptions, fn func(tx *Repository) error) error {
-	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		tx := *r
-		tx.db, tx.stopper = db.Session(&gorm.Session{NewDB: true}), nil
-		return fn(&tx)
-	}, opts)
 }

@@ -91,9 +91,18 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // one that names the cause. Errors found before the database is touched
 // (ErrInvalidInput) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
+	return r.transaction(ctx, nil, fn)
+}
+
+// transaction is Transaction with the transaction's options. tx is r,
+// step and settings included, working inside the transaction, whose
+// writes commit only with it: they pin no connection (see write).
+func (r *Repository) transaction(ctx context.Context, opts *sql.TxOptions, fn func(tx *Repository) error) error {
 	return r.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		return fn(&Repository{db: db.Session(&gorm.Session{NewDB: true}), dialect: r.dialect, inserts: r.inserts, step: r.step, atStep: r.atStep, err: r.err, server: r.server})
-	})
+		tx := *r
+		tx.db, tx.stopper = db.Session(&gorm.Session{NewDB: true}), nil
+		return fn(&tx)
+	}, opts)
 }
 
 // AtStep returns a Repository that works as r does, through the same
