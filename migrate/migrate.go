@@ -9,6 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/internal/dialects"
 	"github.com/agentpipeline/persistence/models"
 )
@@ -65,22 +66,72 @@ func Models() []any {
 // column or adds one index, atomically, and an interrupted Up leaves some
 // statements made and the rest not, which the next Up makes.
 //
+// With [InSchema], Up makes and updates the tables of one tenant's schema
+// instead; see there.
+//
 // The files in migrate/sql hold the DDL Up sends, for teams that run their
 // own migration tool (see README.md).
-func Up(ctx context.Context, db *gorm.DB) error {
+func Up(ctx context.Context, db *gorm.DB, opts ...Option) error {
+	var o Option
+	for _, opt := range opts {
+		if opt.schema != nil {
+			o.schema = opt.schema
+		}
+	}
 	d, err := dialects.Of(db)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	var schema string
+	if o.schema != nil {
+		schema = *o.schema
+		if reason := d.CheckSchema(schema); reason != "" {
+			return fmt.Errorf("migrate: %w: schema: %s", ErrInvalidInput, reason)
+		}
 	}
 	files, err := fs.Sub(sqlFiles, "sql/"+d.Name)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if err := d.Migrate(db.WithContext(ctx), Models(), files); err != nil {
+	if err := d.Migrate(db.WithContext(ctx), schema, Models(), files); err != nil {
+		if schema != "" {
+			return fmt.Errorf("migrate schema %q: %w", schema, err)
+		}
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
 }
+
+// Option changes what [Up] migrates.
+type Option struct {
+	schema *string
+}
+
+// InSchema makes [Up] create the schema name if it is missing (on MariaDB,
+// where a schema is a database, the database name) and bring the tables in
+// it up to date, whatever schema db's connections use by default: the
+// tables a Repository made with repository.InSchema(name) works on.
+// Migrations of one schema run one after another, and those of different
+// schemas in parallel.
+//
+// name must be a plain identifier: lower-case letters, digits and
+// underscores, not starting with a digit, at most 63 bytes, and not a
+// name the database keeps for itself (pg_… and information_schema on
+// PostgreSQL; mysql, information_schema, performance_schema and sys on
+// MariaDB). Up returns an error matching [ErrInvalidInput] for any other
+// name, and on SQLite, which has no schemas, and then sends nothing.
+//
+// On PostgreSQL, Up reads pg_namespace before it creates the schema, so
+// that on Citus with citus.enable_schema_based_sharding an existing
+// schema is not made distributed: only a schema Up creates is. On MariaDB
+// the connection Up migrates through is closed afterwards rather than
+// returned to the pool, as it was switched to the schema with USE.
+func InSchema(name string) Option { return Option{schema: &name} }
+
+// ErrInvalidInput means an argument of Up was rejected before the
+// database was touched, such as a schema name that is not a plain
+// identifier. It is the same error as repository.ErrInvalidInput.
+var ErrInvalidInput = dialect.ErrInvalidInput
 
 // sqlFiles are the files of migrate/sql.
 //

@@ -22,6 +22,8 @@ type config struct {
 	// run limits a snapshot to one feature run's rows, unless it is
 	// uuid.Nil.
 	run uuid.UUID
+	// schema is the tenant schema to work in, if any.
+	schema string
 }
 
 func newConfig(opts []Option) config {
@@ -97,4 +99,13 @@ func OfRun(runID uuid.UUID) Option {
 // different times always differ under it.
 func Exact() Option {
 	return func(c *config) { c.exact = true }
+}
+
+// InSchema makes [RequireReplaySafe] and snapshots work on the tables of
+// the tenant schema name, as a Repository made with
+// repository.InSchema(name) does: RequireReplaySafe migrates the schema
+// (migrate.InSchema) in each database open returns and gives the steps a
+// Repository of it, and snapshots read its tables.
+func InSchema(name string) Option {
+	return func(c *config) { c.schema = name }
 }

@@ -9,6 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -74,7 +75,7 @@ const copies = 8
 // closes the idle connections of each database when done with it, so that
 // a server is not left holding connections for every crash point.
 // Options: [FenceSteps], [NoZombies], [ReplayFromStart], [CompareTimes],
-// [OfRun].
+// [OfRun], [InSchema].
 func RequireReplaySafe(tb testing.TB, open func(testing.TB) *gorm.DB, steps []Step, opts ...Option) {
 	tb.Helper()
 	r := &replayer{tb: tb, ctx: tb.Context(), open: open, steps: steps, cfg: newConfig(opts), opts: opts}
@@ -121,7 +122,13 @@ func (r *replayer) database() (*gorm.DB, *repository.Repository, func()) {
 			sqlDB.SetMaxIdleConns(0)
 		}
 	}
-	return db, repository.New(db), release
+	if r.cfg.schema == "" {
+		return db, repository.New(db), release
+	}
+	if err := migrate.Up(r.ctx, db, migrate.InSchema(r.cfg.schema)); err != nil {
+		r.tb.Fatalf("persistencetest: %v", err)
+	}
+	return db, repository.New(db, repository.InSchema(r.cfg.schema)), release
 }
 
 func (r *replayer) snapshot(db *gorm.DB) Snapshot {

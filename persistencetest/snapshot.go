@@ -61,7 +61,7 @@ type table struct {
 const null = "NULL"
 
 // ReadSnapshot reads every row of the five tables from db, as [Snapshot]
-// describes. Options: [CompareTimes], [OfRun], [Exact].
+// describes. Options: [CompareTimes], [OfRun], [Exact], [InSchema].
 func ReadSnapshot(ctx context.Context, db *gorm.DB, opts ...Option) (Snapshot, error) {
 	r := reader{cfg: newConfig(opts), labels: map[uuid.UUID]string{}}
 	// A new session drops the caller's scopes, as the Repository does.
@@ -78,6 +78,9 @@ func ReadSnapshot(ctx context.Context, db *gorm.DB, opts ...Option) (Snapshot, e
 		}
 		rows := reflect.New(reflect.SliceOf(reflect.TypeOf(model).Elem()))
 		q := db.Model(model)
+		if r.cfg.schema != "" {
+			q = q.Table(r.cfg.schema + "." + stmt.Schema.Table)
+		}
 		switch {
 		case r.cfg.run == uuid.Nil:
 		case stmt.Schema.LookUpField("feature_run_id") != nil:

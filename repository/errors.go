@@ -18,7 +18,7 @@ var (
 	// refuse as larger than its max_allowed_packet, before it was sent.
 	// The error is an *InputError naming the field, or the arguments
 	// together.
-	ErrInvalidInput = errors.New("invalid input")
+	ErrInvalidInput = dialect.ErrInvalidInput
 	// ErrInvalidTransition means a row is in a state the requested transition
 	// may not leave, such as a completed run asked to fail. Nothing changed.
 	// The error is a *TransitionError naming the current state.

@@ -41,19 +41,19 @@ func (r *Repository) GetCTAEvent(ctx context.Context, ctaID string) (*models.CTA
 	return get[models.CTAEvent](ctx, r, "CTA event", ctaID)
 }
 
-func getByUUID[T any](ctx context.Context, r *Repository, what string, id uuid.UUID) (*T, error) {
+func getByUUID[T tabler](ctx context.Context, r *Repository, what string, id uuid.UUID) (*T, error) {
 	if err := checkID("id", id); err != nil {
 		return nil, fmt.Errorf("get %s %s: %w", what, id, err)
 	}
 	return get[T](ctx, r, what, id)
 }
 
-func get[T any](ctx context.Context, r *Repository, what string, id any) (*T, error) {
+func get[T tabler](ctx context.Context, r *Repository, what string, id any) (*T, error) {
 	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("get %s %v: %w", what, id, err)
 	}
 	var rows []T
-	if err := r.translate(ctx, r.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&rows).Error); err != nil {
+	if err := r.translate(ctx, r.from(r.db.WithContext(ctx), *new(T)).Where("id = ?", id).Limit(1).Find(&rows).Error); err != nil {
 		return nil, fmt.Errorf("get %s %v: %w", what, id, err)
 	}
 	if len(rows) == 0 {

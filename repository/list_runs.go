@@ -74,7 +74,7 @@ func (r *Repository) ListFeatureRuns(ctx context.Context, filter RunFilter, page
 	if filter.Phase != "" {
 		return r.listPhase(ctx, filter, page.After, limit)
 	}
-	q := r.db.WithContext(ctx).Model(&models.FeatureRun{})
+	q := r.from(r.db.WithContext(ctx), models.FeatureRun{})
 	if len(filter.Statuses) > 0 {
 		q = q.Where("status IN ?", filter.Statuses)
 	}

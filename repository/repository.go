@@ -32,6 +32,10 @@ type Repository struct {
 	// server is what the Repository knows of the connections it works
 	// through, shared with the Repositories made from it (see ready).
 	server *server
+	// schema is the tenant schema of a Repository made with InSchema,
+	// shared with the Repositories made from it; nil for the tables of
+	// db's default schema.
+	schema *schema
 }
 
 // New returns a Repository that works through db: its configuration, its
@@ -62,7 +66,9 @@ type Repository struct {
 // chains, which only render them. Writes then return what a first,
 // successful call returns (nil, and the ID for creates); reads find
 // nothing (ErrNotFound, or empty results).
-func New(db *gorm.DB) *Repository {
+//
+// With [InSchema], the Repository works on one tenant's tables.
+func New(db *gorm.DB, opts ...Option) *Repository {
 	// A fresh instance drops the caller's scopes; a new session over it
 	// gives every chained call a statement of its own.
 	clean := db.Session(&gorm.Session{NewDB: true, Initialized: true, SkipDefaultTransaction: true})
@@ -71,13 +77,28 @@ func New(db *gorm.DB) *Repository {
 		r.err = fmt.Errorf("repository: %w", r.err)
 		return r
 	}
+	if r.schema, r.err = newSchema(r.db, r.dialect, opts); r.err != nil {
+		r.err = fmt.Errorf("repository: %w", r.err)
+		return r
+	}
 	r.stopper = newStopper(r.db, r.dialect.Stop != nil)
-	r.inserts, r.err = renderInserts(r.db)
+	if r.inserts, r.err = renderInserts(r.db); r.err == nil {
+		for _, ins := range []rendered{r.inserts.featureRun, r.inserts.sandbox, r.inserts.phaseResult, r.inserts.agentInvocation, r.inserts.ctaEvent} {
+			r.sql(ins.sql)
+		}
+	}
 	return r
 }
 
 // DB returns the *gorm.DB the Repository works through, for reads and
 // queries the Repository does not offer.
+//
+// It is not scoped to the schema of a Repository made with [InSchema]:
+// its statements name tables as the caller writes them, and an unqualified
+// name follows the connection's default (PostgreSQL's search_path,
+// MariaDB's default database), which may be another tenant's schema, or
+// none. Name a tenant's tables with its schema, as in
+// db.Table("tenant_a.feature_runs"), in queries of your own.
 func (r *Repository) DB() *gorm.DB { return r.db }
 
 // Transaction runs fn in a database transaction and commits it if fn returns
@@ -180,6 +201,7 @@ func (r *Repository) statement(ctx context.Context, table, query string, vars []
 		Vars:      vars,
 		SkipHooks: r.db.Statement.SkipHooks,
 	}
+	query = r.sql(query)
 	tx.Statement.SQL.Grow(len(query))
 	tx.Statement.SQL.WriteString(query)
 	return tx
@@ -261,7 +283,7 @@ func rows(tx *gorm.DB, primary bool, scan func(*sql.Rows) error) error {
 // scan runs a read built by GORM, through the Query chain, into dest. It may
 // go to a replica under read/write splitting.
 func (r *Repository) scan(ctx context.Context, dest any, query string, args ...any) error {
-	return r.translate(ctx, r.db.WithContext(ctx).Raw(query, args...).Scan(dest).Error)
+	return r.translate(ctx, r.db.WithContext(ctx).Raw(r.sql(query), args...).Scan(dest).Error)
 }
 
 // dryRun reports whether the Repository only renders statements.

@@ -69,11 +69,15 @@ func (r *Repository) timeline(ctx context.Context, op string, runID uuid.UUID, p
 		runs        []models.FeatureRun
 	)
 	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Where("id = ?", runID).Limit(1).Find(&runs).Error; err != nil || len(runs) == 0 {
+		if err := r.from(tx, models.FeatureRun{}).Where("id = ?", runID).Limit(1).Find(&runs).Error; err != nil || len(runs) == 0 {
 			return err
 		}
-		for _, dest := range []any{&phases, &invocations, &tl.Sandboxes, &tl.CTAEvents} {
-			q := tx.Where("feature_run_id = ?", runID).Order("created_at, id")
+		for _, x := range []struct {
+			dest  any
+			model tabler
+		}{{&phases, models.PhaseResult{}}, {&invocations, models.AgentInvocation{}}, {&tl.Sandboxes, models.Sandbox{}}, {&tl.CTAEvents, models.CTAEvent{}}} {
+			dest := x.dest
+			q := r.from(tx, x.model).Where("feature_run_id = ?", runID).Order("created_at, id")
 			if !payloads {
 				switch dest.(type) {
 				case *[]models.PhaseResult:

@@ -44,6 +44,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"Races", Races},
 		{"Linearizable", Linearizable},
 		{"Fencing", Fencing},
+		{"Tenants", Tenants},
 		{"Times", Times},
 		{"StoredJSON", StoredJSON},
 	} {

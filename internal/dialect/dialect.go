@@ -83,9 +83,14 @@ type Dialect struct {
 	// limit.
 	PacketTooLarge func(err error) bool
 
-	// Migrate brings the schema of models up to date, as migrate.Up
-	// documents; files holds the database's own files of migrate/sql.
-	Migrate func(db *gorm.DB, models []any, files fs.FS) error
+	// Migrate brings the tables of models up to date, as migrate.Up
+	// documents, in schema, or where db's connections keep them when
+	// schema is empty; files holds the database's own files of
+	// migrate/sql.
+	Migrate func(db *gorm.DB, schema string, models []any, files fs.FS) error
+	// Schemas, where set, is how the database keeps each tenant's tables
+	// in a schema of its own; nil for a database that has none (SQLite).
+	Schemas *Schemas
 
 	// Test is how tests get a database of this kind.
 	Test Test

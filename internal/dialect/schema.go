@@ -3,6 +3,7 @@ package dialect
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -50,3 +51,54 @@ func (e *SchemaError) Error() string {
 
 // Is reports whether target is ErrSchemaMismatch.
 func (e *SchemaError) Is(target error) bool { return target == ErrSchemaMismatch }
+
+// ErrInvalidInput is matched by the errors of arguments the package
+// rejects before it touches the database; repository and migrate export
+// it as their own.
+var ErrInvalidInput = errors.New("invalid input")
+
+// plainIdentifier is a schema name the package takes: lower-case letters,
+// digits and underscores, not starting with a digit. Upper case is left
+// out because PostgreSQL folds an unquoted name to lower case and MariaDB
+// does not, so "Acme" would name two schemas to a person at a SQL prompt.
+var plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// maxSchemaName is the longest schema name: PostgreSQL's (NAMEDATALEN-1
+// bytes), one less than MariaDB's.
+const maxSchemaName = 63
+
+// CheckSchema returns why d cannot hold a tenant's tables in the schema
+// name, or "" when it can.
+func (d *Dialect) CheckSchema(name string) string {
+	switch {
+	case d.Schemas == nil:
+		return d.Name + " has no schemas to put tables in: use a database of its own per tenant"
+	case len(name) > maxSchemaName:
+		return fmt.Sprintf("%.20q… is %d bytes long, more than %d", name, len(name), maxSchemaName)
+	case !plainIdentifier.MatchString(name):
+		return fmt.Sprintf("%q is not a plain identifier: use lower-case letters, digits and underscores, not starting with a digit", name)
+	case d.Schemas.Reserved(name):
+		return fmt.Sprintf("%q is reserved by %s", name, d.Name)
+	}
+	return ""
+}
+
+// Schemas is how a database keeps tenants' tables apart, each tenant's in
+// a schema of its own (a database, on MariaDB).
+type Schemas struct {
+	// Reserved reports whether name is one the database keeps for
+	// itself, such as PostgreSQL's pg_catalog or MariaDB's mysql.
+	Reserved func(name string) bool
+}
+
+// tableRef finds the package's tables where a statement reads or writes
+// them: the table name, bare or quoted, right after FROM, JOIN (MariaDB's
+// STRAIGHT_JOIN too), UPDATE or INTO. Every statement of the package names
+// its tables there, and only there, without a schema.
+var tableRef = regexp.MustCompile("(?i)(^|[^a-z0-9])(FROM|JOIN|UPDATE|INTO)(\\s+)([`\"]?)(feature_runs|sandboxes|phase_results|agent_invocations|cta_events)([`\"]?)(\\s|\\(|,|\\)|;|$)")
+
+// Qualify returns query with each of the package's tables it names
+// qualified by schema, quoted as the database quotes identifiers.
+func Qualify(query, quotedSchema string) string {
+	return tableRef.ReplaceAllString(query, "${1}${2}${3}"+strings.ReplaceAll(quotedSchema, "$", "$$")+".${4}${5}${6}${7}")
+}

@@ -158,6 +158,16 @@ WHERE c.status = 'pending'`),
 	Session:        session,
 	PacketTooLarge: packetTooLarge,
 	Migrate:        migrate,
+	Schemas: &dialect.Schemas{
+		// A schema is a database, and these are the server's own.
+		Reserved: func(name string) bool {
+			switch name {
+			case "mysql", "information_schema", "performance_schema", "sys":
+				return true
+			}
+			return false
+		},
+	},
 	Test: dialect.Test{
 		EnvVar:     "TEST_MARIADB_DSN",
 		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",

@@ -2,7 +2,10 @@ package mariadb
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,7 +45,13 @@ var ErrUnsupportedServer = errors.New("unsupported server")
 // sent only when its table, column or index is missing: an interrupted
 // migration leaves some statements made and the others not, and the next
 // one makes those.
-func migrate(db *gorm.DB, _ []any, files fs.FS) error {
+//
+// In a schema (a database, on MariaDB), the connection creates the
+// database if it is missing, makes it its default (USE) while it
+// migrates, and is then closed rather than returned to the pool with
+// another default than the pool's. The lock is the schema's own, so
+// tenants migrate in parallel.
+func migrate(db *gorm.DB, schema string, _ []any, files fs.FS) error {
 	if err := check(db); err != nil {
 		return err
 	}
@@ -51,16 +60,24 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 		return err
 	}
 	return db.Connection(func(conn *gorm.DB) error {
+		lock := lockName
+		if schema != "" {
+			defer discard(conn)
+			if err := useSchema(conn, schema); err != nil {
+				return err
+			}
+			lock = schemaLock(schema)
+		}
 		var got sql.NullInt64
 		// GET_LOCK's timeout is in seconds; the context ends the wait
 		// sooner, by closing the connection, which frees the lock too.
-		if err := conn.Raw("SELECT GET_LOCK(?, ?)", lockName, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
+		if err := conn.Raw("SELECT GET_LOCK(?, ?)", lock, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if got.Int64 != 1 {
-			return fmt.Errorf("lock: another migration held %q too long", lockName)
+			return fmt.Errorf("lock: another migration held %q too long", lock)
 		}
-		defer conn.Exec("SELECT RELEASE_LOCK(?)", lockName)
+		defer conn.Exec("SELECT RELEASE_LOCK(?)", lock)
 		var tables []string
 		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error; err != nil {
 			return err
@@ -107,6 +124,44 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// useSchema creates the database schema if it is missing and makes it
+// conn's default database.
+func useSchema(conn *gorm.DB, schema string) error {
+	var exists bool
+	if err := conn.Raw("SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = ?)", schema).Scan(&exists).Error; err != nil {
+		return fmt.Errorf("find schema %q: %w", schema, err)
+	}
+	quoted := conn.Statement.Quote(schema)
+	if !exists {
+		if err := conn.Exec("CREATE DATABASE IF NOT EXISTS " + quoted + " CHARACTER SET utf8mb4").Error; err != nil {
+			return fmt.Errorf("create schema %q: %w", schema, err)
+		}
+	}
+	if err := conn.Exec("USE " + quoted).Error; err != nil {
+		return fmt.Errorf("use schema %q: %w", schema, err)
+	}
+	return nil
+}
+
+// discard closes conn's connection rather than return it to the pool,
+// whose connections must keep the default database of the pool's DSN.
+func discard(conn *gorm.DB) {
+	if c, ok := conn.Statement.ConnPool.(*sql.Conn); ok {
+		_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// schemaLock is the named lock that serialises the migrations of schema:
+// its name, or its hash where the name would pass GET_LOCK's 64
+// characters.
+func schemaLock(schema string) string {
+	if name := lockName + " " + schema; len(name) <= 64 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return lockName + " " + hex.EncodeToString(sum[:12])
 }
 
 // column is a column, or an index, of a table.

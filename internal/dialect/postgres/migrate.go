@@ -18,14 +18,36 @@ const advisoryLockKey = 0x6167656e74706970
 // links a sub-agent invocation to its parent.
 const parentRelation = "ParentInvocation"
 
+// schemaLockKey is the first key of the PostgreSQL advisory lock that
+// serialises the migrations of one schema, whose name's hash is the
+// second: tenants migrate in parallel.
+const schemaLockKey = 0x61676570
+
 // migrate runs GORM's AutoMigrate in one transaction that holds an
 // advisory lock, so processes starting at once migrate one after another
 // and an interrupted migration leaves nothing behind. PostgreSQL changes a
 // table in place, so nothing needs refusing.
-func migrate(db *gorm.DB, all []any, _ fs.FS) error {
+//
+// In a schema, the transaction creates the schema if it is missing and
+// sets its search_path (SET LOCAL, which ends with it, so the connection
+// goes back to the pool as it came, and PgBouncer's transaction pooling
+// keeps it) to the schema alone, where GORM's migrator then finds and
+// makes the tables. The catalog is read first: on Citus with schema-based
+// sharding, CREATE SCHEMA IF NOT EXISTS would distribute an existing
+// schema that its owner kept local.
+func migrate(db *gorm.DB, schema string, all []any, _ fs.FS) error {
 	return db.Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", advisoryLockKey).Error; err != nil {
+		lock := tx.Exec("SELECT pg_advisory_xact_lock(?)", advisoryLockKey)
+		if schema != "" {
+			lock = tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", schemaLockKey, schema)
+		}
+		if err := lock.Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
+		}
+		if schema != "" {
+			if err := useSchema(tx, schema); err != nil {
+				return err
+			}
 		}
 		if err := tx.AutoMigrate(all...); err != nil {
 			return err
@@ -42,4 +64,23 @@ func migrate(db *gorm.DB, all []any, _ fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// useSchema creates schema if it is missing and makes it the only one on
+// tx's search_path until tx ends.
+func useSchema(tx *gorm.DB, schema string) error {
+	var exists bool
+	if err := tx.Raw("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = ?)", schema).Scan(&exists).Error; err != nil {
+		return fmt.Errorf("find schema %q: %w", schema, err)
+	}
+	quoted := tx.Statement.Quote(schema)
+	if !exists {
+		if err := tx.Exec("CREATE SCHEMA IF NOT EXISTS " + quoted).Error; err != nil {
+			return fmt.Errorf("create schema %q: %w", schema, err)
+		}
+	}
+	if err := tx.Exec("SET LOCAL search_path TO " + quoted).Error; err != nil {
+		return fmt.Errorf("use schema %q: %w", schema, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -160,6 +161,13 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 		return "", false
 	},
 	Migrate: migrate,
+	Schemas: &dialect.Schemas{
+		// PostgreSQL refuses to create a schema named pg_…, and
+		// information_schema is the catalog's.
+		Reserved: func(name string) bool {
+			return strings.HasPrefix(name, "pg_") || name == "information_schema"
+		},
+	},
 	Test: dialect.Test{
 		EnvVar:     "TEST_POSTGRES_DSN",
 		DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",

@@ -33,7 +33,7 @@ const parentRelation = "ParentInvocation"
 // deletes the rows of every table that refers to it. Such a change fails,
 // with nothing changed, rather than lose rows. The link from a sub-agent
 // invocation to its parent is made by triggers (see parentTriggers).
-func migrate(db *gorm.DB, all []any, _ fs.FS) error {
+func migrate(db *gorm.DB, _ string, all []any, _ fs.FS) error {
 	var on int
 	if err := db.Raw("PRAGMA foreign_keys").Scan(&on).Error; err != nil {
 		return err
