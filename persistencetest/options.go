@@ -102,10 +102,12 @@ func Exact() Option {
 }
 
 // InSchema makes [RequireReplaySafe] and snapshots work on the tables of
-// the tenant schema name, as a Repository made with
-// repository.InSchema(name) does: RequireReplaySafe migrates the schema
-// (migrate.InSchema) in each database open returns and gives the steps a
-// Repository of it, and snapshots read its tables.
+// a tenant schema, as a Repository made with repository.InSchema does.
+// Snapshots read the tables of the schema name. RequireReplaySafe
+// migrates, in each database open returns, a schema of its own whose name
+// starts with name (the databases may share a server, where one name would
+// be one schema), gives the steps a Repository of it, compares its tables,
+// and drops it when the test ends.
 func InSchema(name string) Option {
 	return func(c *config) { c.schema = name }
 }

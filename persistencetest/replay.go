@@ -3,12 +3,15 @@ package persistencetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
+	"github.com/agentpipeline/persistence/internal/dialects"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -110,6 +113,9 @@ type replayer struct {
 	opts  []Option
 	// clean[i] is the clean run's database after its first i steps.
 	clean []Snapshot
+	// schemas are the tenant schemas of the databases open returned,
+	// with InSchema.
+	schemas map[*gorm.DB]string
 }
 
 // database opens a fresh database and returns it with a Repository on it
@@ -125,15 +131,46 @@ func (r *replayer) database() (*gorm.DB, *repository.Repository, func()) {
 	if r.cfg.schema == "" {
 		return db, repository.New(db), release
 	}
-	if err := migrate.Up(r.ctx, db, migrate.InSchema(r.cfg.schema)); err != nil {
-		r.tb.Fatalf("persistencetest: %v", err)
+	schema := tenantSchema(r.tb, db, r.cfg.schema)
+	if r.schemas == nil {
+		r.schemas = map[*gorm.DB]string{}
 	}
-	return db, repository.New(db, repository.InSchema(r.cfg.schema)), release
+	r.schemas[db] = schema
+	return db, repository.New(db, repository.InSchema(schema)), release
+}
+
+// tenantSchema migrates, in db, a tenant schema named after name but of
+// its own, and drops it when tb's test ends. The databases open returns
+// may share a server, on which one schema name (a database name, on
+// MariaDB) would be one schema for all of them.
+func tenantSchema(tb testing.TB, db *gorm.DB, name string) string {
+	tb.Helper()
+	schema := fmt.Sprintf("%.50s_%s", name, randomHex(4))
+	d, err := dialects.Of(db)
+	if err != nil {
+		tb.Fatalf("persistencetest: %v", err)
+	}
+	if err := migrate.Up(tb.Context(), db, migrate.InSchema(schema)); err != nil {
+		tb.Fatalf("persistencetest: %v", err)
+	}
+	tb.Cleanup(func() {
+		// The test's context is done by now: give the drop its own.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := db.WithContext(ctx).Exec(fmt.Sprintf(d.Schemas.Drop, db.Statement.Quote(schema))).Error; err != nil {
+			tb.Errorf("persistencetest: drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
 }
 
 func (r *replayer) snapshot(db *gorm.DB) Snapshot {
 	r.tb.Helper()
-	return TakeSnapshot(r.tb, db, r.opts...)
+	opts := r.opts
+	if schema, ok := r.schemas[db]; ok {
+		opts = append(slices.Clip(opts), InSchema(schema))
+	}
+	return TakeSnapshot(r.tb, db, opts...)
 }
 
 // run executes step i, turning a panic into an error so that a broken step

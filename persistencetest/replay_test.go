@@ -419,6 +419,42 @@ func TestRequireReplaySafeOnPostgres(t *testing.T) {
 	}
 }
 
+// TestRequireReplaySafeInSchema runs a fenced workflow and a broken one
+// in a tenant schema, on PostgreSQL and MariaDB: the fenced one passes,
+// and the broken one is caught, which only reading the tenant's tables
+// can show.
+func TestRequireReplaySafeInSchema(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		open func(tb testing.TB) *gorm.DB
+	}{
+		{"postgres", func(tb testing.TB) *gorm.DB {
+			dbtest.PostgresServer(tb)
+			return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN())
+		}},
+		{"mariadb", func(tb testing.TB) *gorm.DB {
+			dbtest.MariaDBServer(tb)
+			return persistencetest.OpenMariaDB(tb, dbtest.MariaDBDSN())
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			inSchema := persistencetest.InSchema("tenant")
+			persistencetest.RequireReplaySafe(t, c.open, moveSteps("evt-tenant-moves", "create", "running", "stopped"), persistencetest.FenceSteps(), inSchema)
+
+			broken := moveSteps("evt-tenant-broken", "create")
+			broken = append(broken, persistencetest.Step{Name: "remember", Run: func(ctx context.Context, repo *repository.Repository) error {
+				return repo.UpdateFeatureRunMemories(ctx, repository.StableID("evt-tenant-broken", "run"), []any{"at " + time.Now().String()})
+			}})
+			failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, c.open, broken, inSchema, persistencetest.NoZombies()) })
+			if !failed || len(msgs) == 0 || !strings.Contains(msgs[0], `after step 3 of 3, "remember", ran twice`) {
+				t.Fatalf("got failures %q", msgs)
+			}
+		})
+	}
+}
+
 // moveSteps returns the steps of a workflow triggered by event: "create
 // run", in phase intake, then one step per move, each making its one write
 // through the repo it is given. A move is "create" (the sandbox), a

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialects"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/persistencetest"
@@ -196,15 +197,13 @@ func (e *env) tenant(suffix string) tenant {
 }
 
 // dropSchemaAtEnd drops the schema name, with its tables, when e's test
-// ends. MariaDB takes DROP SCHEMA for DROP DATABASE, and has no CASCADE.
+// ends.
 func (e *env) dropSchemaAtEnd(name string) {
 	db := e.db
+	d, err := dialects.Of(db)
+	require.NoError(e.t, err)
 	e.t.Cleanup(func() {
-		drop := "DROP SCHEMA IF EXISTS " + db.Statement.Quote(name)
-		if db.Dialector.Name() == "postgres" {
-			drop += " CASCADE"
-		}
-		if err := db.Exec(drop).Error; err != nil {
+		if err := db.Exec(fmt.Sprintf(d.Schemas.Drop, db.Statement.Quote(name))).Error; err != nil {
 			e.t.Errorf("drop schema %s: %v", name, err)
 		}
 	})

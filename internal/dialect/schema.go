@@ -89,16 +89,46 @@ type Schemas struct {
 	// Reserved reports whether name is one the database keeps for
 	// itself, such as PostgreSQL's pg_catalog or MariaDB's mysql.
 	Reserved func(name string) bool
+	// Drop is the statement, a format of the schema's quoted name, that
+	// drops a schema with its tables if it exists: for tests.
+	Drop string
 }
 
 // tableRef finds the package's tables where a statement reads or writes
 // them: the table name, bare or quoted, right after FROM, JOIN (MariaDB's
 // STRAIGHT_JOIN too), UPDATE or INTO. Every statement of the package names
-// its tables there, and only there, without a schema.
-var tableRef = regexp.MustCompile("(?i)(^|[^a-z0-9])(FROM|JOIN|UPDATE|INTO)(\\s+)([`\"]?)(feature_runs|sandboxes|phase_results|agent_invocations|cta_events)([`\"]?)(\\s|\\(|,|\\)|;|$)")
+// its tables there, and only there, without a schema. Go's regexp has no
+// look-around, so Qualify checks the characters on either side itself.
+var tableRef = regexp.MustCompile("(?i)(?:FROM|JOIN|UPDATE|INTO)\\s+([`\"]?)(?:feature_runs|sandboxes|phase_results|agent_invocations|cta_events)[`\"]?")
 
 // Qualify returns query with each of the package's tables it names
 // qualified by schema, quoted as the database quotes identifiers.
 func Qualify(query, quotedSchema string) string {
-	return tableRef.ReplaceAllString(query, "${1}${2}${3}"+strings.ReplaceAll(quotedSchema, "$", "$$")+".${4}${5}${6}${7}")
+	var b strings.Builder
+	last := 0
+	for _, m := range tableRef.FindAllStringSubmatchIndex(query, -1) {
+		if m[0] > 0 && isNamePart(query[m[0]-1], false) || m[1] < len(query) && isNamePart(query[m[1]], true) {
+			continue
+		}
+		b.WriteString(query[last:m[2]])
+		b.WriteString(quotedSchema)
+		b.WriteByte('.')
+		last = m[2]
+	}
+	if last == 0 {
+		return query
+	}
+	b.WriteString(query[last:])
+	return b.String()
+}
+
+// isNamePart reports whether c may continue a name, as a letter or digit
+// before a keyword or a letter, digit, underscore or dot after a table
+// name (MariaDB's STRAIGHT_JOIN ends in JOIN, after an underscore).
+func isNamePart(c byte, after bool) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return after && (c == '_' || c == '.')
 }

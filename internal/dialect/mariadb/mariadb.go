@@ -167,6 +167,7 @@ WHERE c.status = 'pending'`),
 			}
 			return false
 		},
+		Drop: "DROP DATABASE IF EXISTS %s",
 	},
 	Test: dialect.Test{
 		EnvVar:     "TEST_MARIADB_DSN",

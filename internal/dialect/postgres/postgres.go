@@ -167,6 +167,7 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 		Reserved: func(name string) bool {
 			return strings.HasPrefix(name, "pg_") || name == "information_schema"
 		},
+		Drop: "DROP SCHEMA IF EXISTS %s CASCADE",
 	},
 	Test: dialect.Test{
 		EnvVar:     "TEST_POSTGRES_DSN",
