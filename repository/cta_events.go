@@ -14,7 +14,10 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewCTAEvent is the input of CreateCTAEvent.
+// NewCTAEvent is the input of [Repository.CreateCTAEvent]. Its fields are
+// named as those of [models.CTAEvent] they fill. ExpiresAt alone differs in
+// type: a zero time here is the model's nil, as a deadline a caller leaves
+// out is more often a zero value than a nil pointer.
 type NewCTAEvent struct {
 	// ID identifies the call to action. Required.
 	ID string
@@ -22,8 +25,8 @@ type NewCTAEvent struct {
 	FeatureRunID uuid.UUID
 	// Kind names what is asked, such as "approval".
 	Kind string
-	// Request is what the person is shown, stored as JSON.
-	Request any
+	// RequestData is what the person is shown, stored as JSON.
+	RequestData any
 	// ExpiresAt is the deadline for an answer; zero means none. It is
 	// stored rounded up to the microsecond, the precision databases keep,
 	// so that the event never expires before it.
@@ -43,7 +46,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	request, err := encodeJSON("NewCTAEvent.Request", in.Request)
+	request, err := encodeJSON("NewCTAEvent.RequestData", in.RequestData)
 	if err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
