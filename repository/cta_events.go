@@ -35,7 +35,7 @@ type NewCTAEvent struct {
 
 // CreateCTAEvent inserts a pending CTA event. When an event with in.ID exists
 // it returns nil and keeps the existing row as it is. A missing run returns
-// ErrNotFound.
+// [ErrNotFound].
 func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	const op = "create CTA event %q: %w"
 	if err := firstErr(
@@ -76,7 +76,7 @@ var resolveCTA = newGuardedUpdate("cta_events", "status = $1, response_data = $2
 
 // CompleteCTAEvent records a person's answer to a pending CTA event and moves
 // it to completed. Completing a completed event changes nothing and keeps the
-// first response. Completing a timed-out event returns ErrInvalidTransition:
+// first response. Completing a timed-out event returns [ErrInvalidTransition]:
 // the answer came too late and is not stored.
 func (r *Repository) CompleteCTAEvent(ctx context.Context, ctaID string, responseData any) error {
 	const op = "complete CTA event %q: %w"
@@ -89,7 +89,7 @@ func (r *Repository) CompleteCTAEvent(ctx context.Context, ctaID string, respons
 
 // TimeoutCTAEvent moves a pending CTA event to timed_out. Timing out a
 // timed-out event changes nothing. Timing out a completed event returns
-// ErrInvalidTransition: the answer arrived first and is kept.
+// [ErrInvalidTransition]: the answer arrived first and is kept.
 func (r *Repository) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
 	return r.resolveCTA(ctx, "time out CTA event %q: %w", ctaID, models.CTATimedOut, nil)
 }
@@ -119,18 +119,20 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 // pending a due event the sweep left. A sweep that returns limit IDs
 // takes the oldest deadlines first but passes over the events other calls
 // hold, so that sweepers draining a backlog do not queue behind each
-// other. It uses the same guard as TimeoutCTAEvent, so an event answered a
-// moment before is never overwritten, and sweepers running at once never
-// claim the same event.
+// other. It uses the same guard as [Repository.TimeoutCTAEvent], so an
+// event answered a moment before is never overwritten, and sweepers
+// running at once never claim the same event.
 //
 // On SQLite a sweep is one statement. On PostgreSQL it is one statement
 // too, sent a second time, waiting, when more events were due than limit
 // but others held so many that it claimed fewer; the first then changed
-// nothing. On MariaDB it is a plain read counting the due events, then, if
-// there are any, a transaction of two statements, a claim and the update,
-// whose claim is made again, waiting, when a claim that skipped came up
-// short. See dialect.Expire and each dialect's statements for why each
-// answer is linearizable.
+// nothing. MariaDB has no UPDATE … RETURNING, so there a sweep is not one
+// statement but a plain read counting the due events (left out inside a
+// transaction), then, if any are due, a transaction of two statements, a
+// claim and the update. The transaction is made again, waiting, when a
+// claim that skipped came up short, and when InnoDB rolled it back to
+// break a deadlock. The statements of each database, in package
+// internal/dialect, say why each answer is linearizable.
 //
 // On SQLite and MariaDB the moment is one for all the events. On
 // PostgreSQL an event created while the sweep's statement runs is not in
@@ -139,7 +141,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 // ("the concurrent calls on that row"), taking effect before that create
 // for that event, but not at one moment for all of them.
 //
-// Inside Repository.Transaction, where a claim keeps its locks until the
+// Inside [Repository.Transaction], where a claim keeps its locks until the
 // transaction ends, a sweep waits for held events from the start.
 func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	const op = "expire CTA events: %w"
