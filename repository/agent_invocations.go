@@ -12,9 +12,12 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewAgentInvocation is the input of [Repository.CreateAgentInvocation]: what is known
-// when the call starts. README.md maps each field to its OpenTelemetry
-// GenAI attribute and its Langfuse field.
+// NewAgentInvocation is the input of [Repository.CreateAgentInvocation]:
+// what is known when the call starts, in fields named as those of
+// [models.AgentInvocation] they fill. PhaseResultID and ParentInvocationID
+// are pointers because an invocation may belong to no phase and have no
+// caller. docs/telemetry.md maps each field to its OpenTelemetry GenAI
+// attribute and its Langfuse field.
 type NewAgentInvocation struct {
 	// ID identifies the invocation; derive it with StableID. Zero gets a
 	// fresh UUIDv7.
@@ -44,7 +47,9 @@ type NewAgentInvocation struct {
 }
 
 // InvocationResult is what an agent invocation produced, recorded when it
-// ends: everything known only then.
+// ends by [Repository.CompleteAgentInvocation] or
+// [Repository.FailAgentInvocation]: everything known only then, in fields
+// named as those of [models.AgentInvocation] they fill.
 //
 // Token counts follow the OpenTelemetry GenAI convention: InputTokens
 // counts every input token, cached ones included, so CacheReadInputTokens

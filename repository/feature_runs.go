@@ -9,7 +9,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewFeatureRun is the input of [Repository.CreateFeatureRun].
+// NewFeatureRun is the input of [Repository.CreateFeatureRun], its fields
+// named as those of [models.FeatureRun] they fill.
 type NewFeatureRun struct {
 	// ID identifies the run. Derive it with StableID from the event that
 	// started the workflow so that a replayed create finds the first row.

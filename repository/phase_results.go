@@ -10,7 +10,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewPhaseResult is the input of [Repository.CreatePhaseResult].
+// NewPhaseResult is the input of [Repository.CreatePhaseResult], its
+// fields named as those of [models.PhaseResult] they fill.
 type NewPhaseResult struct {
 	// ID identifies the result; derive it with StableID (for example from the
 	// run ID, the phase and the attempt). Zero gets a fresh UUIDv7.

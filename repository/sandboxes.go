@@ -12,7 +12,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewSandbox is the input of [Repository.CreateSandboxRecord].
+// NewSandbox is the input of [Repository.CreateSandboxRecord], its fields
+// named as those of [models.Sandbox] they fill.
 type NewSandbox struct {
 	// ID is the sandbox's ID at its provider. Required.
 	ID string
