@@ -143,7 +143,7 @@ func TestDocumentGoBlocks(t *testing.T) {
 				}
 				continue
 			}
-			name := "main.go"
+			name := "block.go"
 			if strings.Contains(strings.SplitN(code, "\n", 2)[0], "_test") {
 				name = "block_test.go"
 			}
