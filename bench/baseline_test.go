@@ -495,7 +495,7 @@ func (s *baseline) CompleteAgentInvocation(ctx context.Context, invocationID uui
 
 // CreateCTAEvent implements workload.Store.
 func (s *baseline) CreateCTAEvent(ctx context.Context, in repository.NewCTAEvent) error {
-	request, err := jsonArg(in.Request)
+	request, err := jsonArg(in.RequestData)
 	if err != nil {
 		return err
 	}

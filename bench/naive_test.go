@@ -368,7 +368,7 @@ func (s *naiveStore) CompleteAgentInvocation(ctx context.Context, invocationID u
 
 // CreateCTAEvent implements workload.Store.
 func (s *naiveStore) CreateCTAEvent(ctx context.Context, in repository.NewCTAEvent) error {
-	request, err := json.Marshal(in.Request)
+	request, err := json.Marshal(in.RequestData)
 	if err != nil {
 		return err
 	}

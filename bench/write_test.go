@@ -280,14 +280,14 @@ var writeCases = []writeCase{
 		happy: func(s seeder, n int) call {
 			run, ids := s.run(), newStrings("cta-", n)
 			return func(ctx context.Context, st workload.Store, i int) error {
-				return st.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: ids[i], FeatureRunID: run, Kind: "approval", Request: ctaRequest})
+				return st.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: ids[i], FeatureRunID: run, Kind: "approval", RequestData: ctaRequest})
 			}
 		},
 		replay: func(s seeder, n int) call {
 			run := s.run()
 			id := s.ctaEvents(run, 1, models.CTAPending)[0]
 			return func(ctx context.Context, st workload.Store, i int) error {
-				return st.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", Request: ctaRequest})
+				return st.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", RequestData: ctaRequest})
 			}
 		},
 	},

@@ -1,4 +1,7 @@
-// Package migrate creates and updates the schema of the pipeline tables.
+// Package migrate creates and updates the schema of the pipeline tables:
+// [Up] makes the tables of [Models] and upgrades them in place, and
+// migrate/sql holds the same DDL for other migration tools. The module's
+// docs/schema.md tells how each upgrade was made and tested.
 package migrate
 
 import (
@@ -14,7 +17,7 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// Models lists the models Up migrates, parents before children.
+// Models lists the models [Up] migrates, parents before children.
 func Models() []any {
 	return []any{
 		&models.FeatureRun{},
@@ -34,7 +37,7 @@ func Models() []any {
 //
 // On PostgreSQL and SQLite, Up runs GORM's AutoMigrate in one transaction
 // (on PostgreSQL holding an advisory lock for it), then links a sub-agent
-// invocation to its parent (models.AgentInvocation.ParentInvocationID): on
+// invocation to its parent ([models.AgentInvocation].ParentInvocationID): on
 // PostgreSQL by a foreign key on both the parent's ID and the run's, which
 // needs the unique index AutoMigrate creates after a table's constraints;
 // on SQLite by triggers that check the same, as SQLite adds a foreign key
@@ -50,10 +53,10 @@ func Models() []any {
 // lose rows.
 //
 // On MariaDB it first refuses a server other than MariaDB 10.11 or later,
-// and, with a *SettingError, a connection that does not parse times
+// and, with a [*SettingError], a connection that does not parse times
 // (parseTime=true), does not use utf8mb4, has autocommit off, is not in a
 // strict SQL mode or has EMPTY_STRING_IS_NULL in it, or names columns by
-// their table (columnsWithAlias=true). It refuses, with a *SchemaError, a
+// their table (columnsWithAlias=true). It refuses, with a [*SchemaError], a
 // schema whose columns have another type than those it makes, or, for
 // IDs, names and statuses, another collation, such as the one GORM's
 // AutoMigrate makes, and changes nothing then. It then sends the
@@ -70,7 +73,7 @@ func Models() []any {
 // instead; see there.
 //
 // The files in migrate/sql hold the DDL Up sends, for teams that run their
-// own migration tool (see README.md).
+// own migration tool (see docs/schema.md).
 func Up(ctx context.Context, db *gorm.DB, opts ...Option) error {
 	var o Option
 	for _, opt := range opts {

@@ -10,8 +10,8 @@ import (
 // AgentInvocation records one call of an AI agent: what it was asked, the
 // steps and tool calls it made, the model and provider that answered, the
 // tokens it used and what it cost, and the invocation that called it, if
-// any. README.md maps each field to its OpenTelemetry GenAI attribute and
-// its Langfuse field.
+// any. docs/telemetry.md maps each field to its OpenTelemetry GenAI
+// attribute and its Langfuse field.
 //
 // The token counts follow the OpenTelemetry GenAI convention, in which the
 // cache and reasoning counts are parts of the input and output counts, not

@@ -1,9 +1,9 @@
 package models
 
-// RunStatus is the lifecycle state of a FeatureRun.
+// RunStatus is the lifecycle state of a [FeatureRun].
 type RunStatus string
 
-// The states of a FeatureRun. A run starts running and ends completed or failed.
+// The states of a [FeatureRun]. A run starts running and ends completed or failed.
 const (
 	RunRunning   RunStatus = "running"
 	RunCompleted RunStatus = "completed"
@@ -18,10 +18,10 @@ func (s RunStatus) Valid() bool {
 // Terminal reports whether no transition leaves s.
 func (s RunStatus) Terminal() bool { return s == RunCompleted || s == RunFailed }
 
-// SandboxStatus is the lifecycle state of a Sandbox.
+// SandboxStatus is the lifecycle state of a [Sandbox].
 type SandboxStatus string
 
-// The states of a Sandbox. A sandbox starts creating, moves between running
+// The states of a [Sandbox]. A sandbox starts creating, moves between running
 // and paused, and ends stopped or failed.
 const (
 	SandboxCreating SandboxStatus = "creating"
@@ -43,10 +43,10 @@ func (s SandboxStatus) Valid() bool {
 // Terminal reports whether no transition leaves s.
 func (s SandboxStatus) Terminal() bool { return s == SandboxStopped || s == SandboxFailed }
 
-// PhaseStatus is the lifecycle state of a PhaseResult.
+// PhaseStatus is the lifecycle state of a [PhaseResult].
 type PhaseStatus string
 
-// The states of a PhaseResult. A phase starts running and ends passed or failed.
+// The states of a [PhaseResult]. A phase starts running and ends passed or failed.
 const (
 	PhaseRunning PhaseStatus = "running"
 	PhasePassed  PhaseStatus = "passed"
@@ -61,10 +61,10 @@ func (s PhaseStatus) Valid() bool {
 // Terminal reports whether no transition leaves s.
 func (s PhaseStatus) Terminal() bool { return s == PhasePassed || s == PhaseFailed }
 
-// InvocationStatus is the lifecycle state of an AgentInvocation.
+// InvocationStatus is the lifecycle state of an [AgentInvocation].
 type InvocationStatus string
 
-// The states of an AgentInvocation. An invocation starts running and ends
+// The states of an [AgentInvocation]. An invocation starts running and ends
 // completed or failed.
 const (
 	InvocationRunning   InvocationStatus = "running"
@@ -82,10 +82,10 @@ func (s InvocationStatus) Terminal() bool {
 	return s == InvocationCompleted || s == InvocationFailed
 }
 
-// CTAStatus is the lifecycle state of a CTAEvent.
+// CTAStatus is the lifecycle state of a [CTAEvent].
 type CTAStatus string
 
-// The states of a CTAEvent. A CTA starts pending and ends completed (a person
+// The states of a [CTAEvent]. A CTA starts pending and ends completed (a person
 // answered) or timed_out (its deadline passed first).
 const (
 	CTAPending   CTAStatus = "pending"

@@ -4,8 +4,14 @@ import "github.com/google/uuid"
 
 // Option changes how [RequireReplaySafe] runs steps, or how snapshots
 // ([ReadSnapshot], [TakeSnapshot]) read the tables. Each option says which
-// of them it affects; the others ignore it.
-type Option func(*config)
+// of them it affects; the others ignore it. Options are made only by this
+// package's functions ([ReplayFromStart], [FenceSteps], [NoZombies],
+// [CompareTimes], [OfRun], [Exact]): a struct rather than a func type, so
+// that its signature names no unexported type and the settings it changes
+// can grow without breaking callers.
+type Option struct {
+	apply func(*config)
+}
 
 type config struct {
 	// replayFromStart adds the mode that replays every step from the first
@@ -29,7 +35,9 @@ type config struct {
 func newConfig(opts []Option) config {
 	c := config{times: map[string]bool{}}
 	for _, o := range opts {
-		o(&c)
+		if o.apply != nil {
+			o.apply(&c)
+		}
 	}
 	return c
 }
@@ -43,7 +51,7 @@ func newConfig(opts []Option) config {
 // the run has since completed (the move then returns
 // [repository.ErrInvalidTransition]).
 func ReplayFromStart() Option {
-	return func(c *config) { c.replayFromStart = true }
+	return Option{func(c *config) { c.replayFromStart = true }}
 }
 
 // FenceSteps makes [RequireReplaySafe] give each step's Run
@@ -55,7 +63,7 @@ func ReplayFromStart() Option {
 // and forth. Without it, each step gets the Repository as it is, unfenced.
 // Steps that call AtStep themselves, with their position, need not set it.
 func FenceSteps() Option {
-	return func(c *config) { c.fence = true }
+	return Option{func(c *config) { c.fence = true }}
 }
 
 // NoZombies leaves out the zombie mode of [RequireReplaySafe], in which
@@ -66,7 +74,7 @@ func FenceSteps() Option {
 // fixed by fencing them ([FenceSteps], or [repository.Repository.AtStep]
 // in the steps), not by this option.
 func NoZombies() Option {
-	return func(c *config) { c.noZombies = true }
+	return Option{func(c *config) { c.noZombies = true }}
 }
 
 // CompareTimes compares the named time columns, each "column" (in every
@@ -78,18 +86,18 @@ func NoZombies() Option {
 // completed_at and the like) differ between any two runs and must not be
 // named. It affects [RequireReplaySafe] and snapshots.
 func CompareTimes(columns ...string) Option {
-	return func(c *config) {
+	return Option{func(c *config) {
 		for _, col := range columns {
 			c.times[col] = true
 		}
-	}
+	}}
 }
 
 // OfRun limits a snapshot to the feature run runID and the rows that
 // belong to it, so that runs sharing a database can be compared one by one.
 // It affects [RequireReplaySafe] and snapshots.
 func OfRun(runID uuid.UUID) Option {
-	return func(c *config) { c.run = runID }
+	return Option{func(c *config) { c.run = runID }}
 }
 
 // Exact makes a snapshot keep every column as the database returned it:
@@ -98,7 +106,7 @@ func OfRun(runID uuid.UUID) Option {
 // nothing may move, not even updated_at; two databases written at
 // different times always differ under it.
 func Exact() Option {
-	return func(c *config) { c.exact = true }
+	return Option{func(c *config) { c.exact = true }}
 }
 
 // InSchema makes [RequireReplaySafe] and snapshots work on the tables of
@@ -109,5 +117,5 @@ func Exact() Option {
 // be one schema), gives the steps a Repository of it, compares its tables,
 // and drops it when the test ends.
 func InSchema(name string) Option {
-	return func(c *config) { c.schema = name }
+	return Option{func(c *config) { c.schema = name }}
 }

@@ -12,9 +12,12 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewAgentInvocation is the input of CreateAgentInvocation: what is known
-// when the call starts. README.md maps each field to its OpenTelemetry
-// GenAI attribute and its Langfuse field.
+// NewAgentInvocation is the input of [Repository.CreateAgentInvocation]:
+// what is known when the call starts, in fields named as those of
+// [models.AgentInvocation] they fill. PhaseResultID and ParentInvocationID
+// are pointers because an invocation may belong to no phase and have no
+// caller. docs/telemetry.md maps each field to its OpenTelemetry GenAI
+// attribute and its Langfuse field.
 type NewAgentInvocation struct {
 	// ID identifies the invocation; derive it with StableID. Zero gets a
 	// fresh UUIDv7.
@@ -44,7 +47,9 @@ type NewAgentInvocation struct {
 }
 
 // InvocationResult is what an agent invocation produced, recorded when it
-// ends: everything known only then.
+// ends by [Repository.CompleteAgentInvocation] or
+// [Repository.FailAgentInvocation]: everything known only then, in fields
+// named as those of [models.AgentInvocation] they fill.
 //
 // Token counts follow the OpenTelemetry GenAI convention: InputTokens
 // counts every input token, cached ones included, so CacheReadInputTokens
@@ -87,11 +92,11 @@ type InvocationResult struct {
 // ID. When an invocation with in.ID exists it returns in.ID and nil and keeps
 // the existing row as it is, whatever in holds.
 //
-// A missing run returns ErrNotFound, and so do a phase result and a parent
+// A missing run returns [ErrNotFound], and so do a phase result and a parent
 // invocation that are not of the run, whether they are missing or of
 // another run: to this run both are missing, and the database reports both
 // as the same violated foreign key, which only another statement could
-// tell apart. ErrInvalidInput is for arguments wrong whatever the database
+// tell apart. [ErrInvalidInput] is for arguments wrong whatever the database
 // holds, refused before it is touched, such as an invocation naming itself
 // as its parent.
 func (r *Repository) CreateAgentInvocation(ctx context.Context, in NewAgentInvocation) (uuid.UUID, error) {
@@ -197,14 +202,14 @@ var finishInvocation = newGuardedUpdate("agent_invocations",
 
 // CompleteAgentInvocation moves a running invocation to completed and records
 // its result. Completing a completed invocation changes nothing and keeps the
-// first result; completing a failed one returns ErrInvalidTransition.
+// first result; completing a failed one returns [ErrInvalidTransition].
 func (r *Repository) CompleteAgentInvocation(ctx context.Context, invocationID uuid.UUID, result InvocationResult) error {
 	return r.finishInvocation(ctx, "complete agent invocation %s: %w", invocationID, models.InvocationCompleted, result, "")
 }
 
 // FailAgentInvocation moves a running invocation to failed and records what
 // it did before it failed and why it failed. Failing a failed invocation
-// changes nothing; failing a completed one returns ErrInvalidTransition.
+// changes nothing; failing a completed one returns [ErrInvalidTransition].
 func (r *Repository) FailAgentInvocation(ctx context.Context, invocationID uuid.UUID, result InvocationResult, message string) error {
 	return r.finishInvocation(ctx, "fail agent invocation %s: %w", invocationID, models.InvocationFailed, result, message)
 }

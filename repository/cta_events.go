@@ -14,7 +14,10 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewCTAEvent is the input of CreateCTAEvent.
+// NewCTAEvent is the input of [Repository.CreateCTAEvent]. Its fields are
+// named as those of [models.CTAEvent] they fill. ExpiresAt alone differs in
+// type: a zero time here is the model's nil, as a deadline a caller leaves
+// out is more often a zero value than a nil pointer.
 type NewCTAEvent struct {
 	// ID identifies the call to action. Required.
 	ID string
@@ -22,8 +25,8 @@ type NewCTAEvent struct {
 	FeatureRunID uuid.UUID
 	// Kind names what is asked, such as "approval".
 	Kind string
-	// Request is what the person is shown, stored as JSON.
-	Request any
+	// RequestData is what the person is shown, stored as JSON.
+	RequestData any
 	// ExpiresAt is the deadline for an answer; zero means none. It is
 	// stored rounded up to the microsecond, the precision databases keep,
 	// so that the event never expires before it.
@@ -32,7 +35,7 @@ type NewCTAEvent struct {
 
 // CreateCTAEvent inserts a pending CTA event. When an event with in.ID exists
 // it returns nil and keeps the existing row as it is. A missing run returns
-// ErrNotFound.
+// [ErrNotFound].
 func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	const op = "create CTA event %q: %w"
 	if err := firstErr(
@@ -43,7 +46,7 @@ func (r *Repository) CreateCTAEvent(ctx context.Context, in NewCTAEvent) error {
 	); err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
-	request, err := encodeJSON("NewCTAEvent.Request", in.Request)
+	request, err := encodeJSON("NewCTAEvent.RequestData", in.RequestData)
 	if err != nil {
 		return fmt.Errorf(op, in.ID, err)
 	}
@@ -73,7 +76,7 @@ var resolveCTA = newGuardedUpdate("cta_events", "status = $1, response_data = $2
 
 // CompleteCTAEvent records a person's answer to a pending CTA event and moves
 // it to completed. Completing a completed event changes nothing and keeps the
-// first response. Completing a timed-out event returns ErrInvalidTransition:
+// first response. Completing a timed-out event returns [ErrInvalidTransition]:
 // the answer came too late and is not stored.
 func (r *Repository) CompleteCTAEvent(ctx context.Context, ctaID string, responseData any) error {
 	const op = "complete CTA event %q: %w"
@@ -86,7 +89,7 @@ func (r *Repository) CompleteCTAEvent(ctx context.Context, ctaID string, respons
 
 // TimeoutCTAEvent moves a pending CTA event to timed_out. Timing out a
 // timed-out event changes nothing. Timing out a completed event returns
-// ErrInvalidTransition: the answer arrived first and is kept.
+// [ErrInvalidTransition]: the answer arrived first and is kept.
 func (r *Repository) TimeoutCTAEvent(ctx context.Context, ctaID string) error {
 	return r.resolveCTA(ctx, "time out CTA event %q: %w", ctaID, models.CTATimedOut, nil)
 }
@@ -116,18 +119,20 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 // pending a due event the sweep left. A sweep that returns limit IDs
 // takes the oldest deadlines first but passes over the events other calls
 // hold, so that sweepers draining a backlog do not queue behind each
-// other. It uses the same guard as TimeoutCTAEvent, so an event answered a
-// moment before is never overwritten, and sweepers running at once never
-// claim the same event.
+// other. It uses the same guard as [Repository.TimeoutCTAEvent], so an
+// event answered a moment before is never overwritten, and sweepers
+// running at once never claim the same event.
 //
 // On SQLite a sweep is one statement. On PostgreSQL it is one statement
 // too, sent a second time, waiting, when more events were due than limit
 // but others held so many that it claimed fewer; the first then changed
-// nothing. On MariaDB it is a plain read counting the due events, then, if
-// there are any, a transaction of two statements, a claim and the update,
-// whose claim is made again, waiting, when a claim that skipped came up
-// short. See dialect.Expire and each dialect's statements for why each
-// answer is linearizable.
+// nothing. MariaDB has no UPDATE … RETURNING, so there a sweep is not one
+// statement but a plain read counting the due events (left out inside a
+// transaction), then, if any are due, a transaction of two statements, a
+// claim and the update. The transaction is made again, waiting, when a
+// claim that skipped came up short, and when InnoDB rolled it back to
+// break a deadlock. The statements of each database, in package
+// internal/dialect, say why each answer is linearizable.
 //
 // On SQLite and MariaDB the moment is one for all the events. On
 // PostgreSQL an event created while the sweep's statement runs is not in
@@ -136,7 +141,7 @@ func (r *Repository) resolveCTA(ctx context.Context, op, id string, to models.CT
 // ("the concurrent calls on that row"), taking effect before that create
 // for that event, but not at one moment for all of them.
 //
-// Inside Repository.Transaction, where a claim keeps its locks until the
+// Inside [Repository.Transaction], where a claim keeps its locks until the
 // transaction ends, a sweep waits for held events from the start.
 func (r *Repository) ExpireCTAEvents(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	const op = "expire CTA events: %w"

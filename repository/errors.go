@@ -7,7 +7,7 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
-// Sentinel errors returned, wrapped, by every Repository method. Match them
+// Sentinel errors returned, wrapped, by every [Repository] method. Match them
 // with errors.Is.
 var (
 	// ErrNotFound means a row the call names, or a parent row it refers to,
@@ -28,7 +28,7 @@ var (
 // ErrUnsupportedSetting means a setting of the connections or the server
 // keeps the package from keeping its promises, such as autocommit=0 on
 // MariaDB: every method returns it, before any write, until the setting
-// is changed. The error is a *SettingError naming the setting and what to
+// is changed. The error is a [*SettingError] naming the setting and what to
 // use instead. migrate.Up refuses the same settings.
 var ErrUnsupportedSetting = dialect.ErrUnsupportedSetting
 
@@ -36,10 +36,10 @@ var ErrUnsupportedSetting = dialect.ErrUnsupportedSetting
 // its promises: Setting names it (a server variable such as "sql_mode",
 // or a DSN parameter of the driver such as "columnsWithAlias"), Value is
 // its value, Reason what would go wrong, and Use what to use instead. It
-// matches ErrUnsupportedSetting.
+// matches [ErrUnsupportedSetting].
 type SettingError = dialect.SettingError
 
-// InputError describes one rejected argument. It matches ErrInvalidInput.
+// InputError describes one rejected argument. It matches [ErrInvalidInput].
 type InputError struct {
 	// Field names the argument, such as "NewFeatureRun.Phase" or "runID".
 	Field string
@@ -51,11 +51,11 @@ func (e *InputError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", ErrInvalidInput, e.Field, e.Reason)
 }
 
-// Is reports whether target is ErrInvalidInput.
+// Is reports whether target is [ErrInvalidInput].
 func (e *InputError) Is(target error) bool { return target == ErrInvalidInput }
 
 // TransitionError describes a refused state transition. It matches
-// ErrInvalidTransition.
+// [ErrInvalidTransition].
 type TransitionError struct {
 	// Table is the table of the row, such as "cta_events".
 	Table string
@@ -80,7 +80,7 @@ func (e *TransitionError) Error() string {
 	return s
 }
 
-// Is reports whether target is ErrInvalidTransition.
+// Is reports whether target is [ErrInvalidTransition].
 func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }
 
 // foreignKeyError is the error of a write that referred to a missing

@@ -141,7 +141,7 @@ func ExampleRepository_TimeoutCTAEvent() {
 	runID, _ := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{Phase: "review"})
 	if err := repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
 		ID: "approve-1", FeatureRunID: runID, Kind: "approval",
-		Request: map[string]any{"question": "Ship it?"}, ExpiresAt: time.Now().Add(time.Hour),
+		RequestData: map[string]any{"question": "Ship it?"}, ExpiresAt: time.Now().Add(time.Hour),
 	}); err != nil {
 		panic(err)
 	}

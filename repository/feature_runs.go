@@ -9,7 +9,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewFeatureRun is the input of CreateFeatureRun.
+// NewFeatureRun is the input of [Repository.CreateFeatureRun], its fields
+// named as those of [models.FeatureRun] they fill.
 type NewFeatureRun struct {
 	// ID identifies the run. Derive it with StableID from the event that
 	// started the workflow so that a replayed create finds the first row.
@@ -92,7 +93,7 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 // order of their first appearance. An empty memories is a no-op that does
 // not touch the database.
 //
-// Appending to a completed or failed run returns ErrInvalidTransition,
+// Appending to a completed or failed run returns [ErrInvalidTransition],
 // unless every value is already present, which is a replay and returns nil.
 func (r *Repository) UpdateFeatureRunMemories(ctx context.Context, runID uuid.UUID, memories []any) error {
 	const op = "append feature run %s memories: %w"
@@ -120,18 +121,18 @@ var finishRun = newGuardedUpdate("feature_runs", "status = $1, error = $2, compl
 
 // CompleteFeatureRun moves a running run to completed. Completing a
 // completed run changes nothing; completing a failed run returns
-// ErrInvalidTransition.
+// [ErrInvalidTransition].
 func (r *Repository) CompleteFeatureRun(ctx context.Context, runID uuid.UUID) error {
 	return r.finishRun(ctx, "complete feature run %s: %w", runID, models.RunCompleted, "")
 }
 
 // FailFeatureRun moves a running run to failed. Failing a failed run changes
-// nothing; failing a completed run returns ErrInvalidTransition.
+// nothing; failing a completed run returns [ErrInvalidTransition].
 func (r *Repository) FailFeatureRun(ctx context.Context, runID uuid.UUID) error {
 	return r.finishRun(ctx, "fail feature run %s: %w", runID, models.RunFailed, "")
 }
 
-// FailFeatureRunWithError is FailFeatureRun that also records why the run
+// FailFeatureRunWithError is [Repository.FailFeatureRun] that also records why the run
 // failed. A replay keeps the first message.
 func (r *Repository) FailFeatureRunWithError(ctx context.Context, runID uuid.UUID, message string) error {
 	return r.finishRun(ctx, "fail feature run %s: %w", runID, models.RunFailed, message)

@@ -9,12 +9,12 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// GetFeatureRun returns the feature run runID, or ErrNotFound.
+// GetFeatureRun returns the feature run runID, or [ErrNotFound].
 func (r *Repository) GetFeatureRun(ctx context.Context, runID uuid.UUID) (*models.FeatureRun, error) {
 	return getByUUID[models.FeatureRun](ctx, r, "feature run", runID)
 }
 
-// GetSandbox returns the sandbox sandboxID, or ErrNotFound.
+// GetSandbox returns the sandbox sandboxID, or [ErrNotFound].
 func (r *Repository) GetSandbox(ctx context.Context, sandboxID string) (*models.Sandbox, error) {
 	if err := checkName("sandboxID", sandboxID); err != nil {
 		return nil, fmt.Errorf("get sandbox %q: %w", sandboxID, err)
@@ -22,18 +22,18 @@ func (r *Repository) GetSandbox(ctx context.Context, sandboxID string) (*models.
 	return get[models.Sandbox](ctx, r, "sandbox", sandboxID)
 }
 
-// GetPhaseResult returns the phase result phaseResultID, or ErrNotFound.
+// GetPhaseResult returns the phase result phaseResultID, or [ErrNotFound].
 func (r *Repository) GetPhaseResult(ctx context.Context, phaseResultID uuid.UUID) (*models.PhaseResult, error) {
 	return getByUUID[models.PhaseResult](ctx, r, "phase result", phaseResultID)
 }
 
 // GetAgentInvocation returns the agent invocation invocationID, or
-// ErrNotFound.
+// [ErrNotFound].
 func (r *Repository) GetAgentInvocation(ctx context.Context, invocationID uuid.UUID) (*models.AgentInvocation, error) {
 	return getByUUID[models.AgentInvocation](ctx, r, "agent invocation", invocationID)
 }
 
-// GetCTAEvent returns the CTA event ctaID, or ErrNotFound.
+// GetCTAEvent returns the CTA event ctaID, or [ErrNotFound].
 func (r *Repository) GetCTAEvent(ctx context.Context, ctaID string) (*models.CTAEvent, error) {
 	if err := checkName("ctaID", ctaID); err != nil {
 		return nil, fmt.Errorf("get CTA event %q: %w", ctaID, err)

@@ -59,7 +59,7 @@ var (
 	phaseResultFields     = []string{"ID", "FeatureRunID", "Phase", "", "", ""}
 	agentInvocationFields = []string{"ID", "FeatureRunID", "PhaseResultID", "ParentInvocationID", "Agent", "Model", "Provider", "", "Input",
 		"", "", "", "", "", "", "StartedAt", "", ""}
-	ctaEventFields = []string{"ID", "FeatureRunID", "Kind", "", "Request", "ExpiresAt", "", ""}
+	ctaEventFields = []string{"ID", "FeatureRunID", "Kind", "", "RequestData", "ExpiresAt", "", ""}
 )
 
 func renderInserts(db *gorm.DB) (*inserts, error) {

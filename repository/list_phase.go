@@ -109,8 +109,8 @@ func (r *Repository) listPhase(ctx context.Context, filter RunFilter, after stri
 	return RunPage{Runs: runs, Next: next}, nil
 }
 
-// DefaultCountLimit and MaxCountLimit bound the counts of
-// CountFeatureRuns.
+// [DefaultCountLimit] and [MaxCountLimit] bound the counts of
+// [Repository.CountFeatureRuns].
 const (
 	DefaultCountLimit = 1_000
 	MaxCountLimit     = 1_000_000
@@ -129,8 +129,8 @@ type RunCount struct {
 // CountFeatureRuns counts the runs that match filter in each status, as
 // tabs over a listing show them: running, completed and failed, in that
 // order, or only the statuses filter.Statuses names. Each count stops at
-// limit (0 means DefaultCountLimit; at most MaxCountLimit), past which
-// RunCount.More is set: a count reads at most limit+1 entries of an
+// limit (0 means [DefaultCountLimit]; at most [MaxCountLimit]), past which
+// [RunCount].More is set: a count reads at most limit+1 entries of an
 // index, on (status, created_at, id) or, with a Phase, on (phase, status,
 // created_at, id), so it costs the same however many runs the table
 // holds. The counts are one statement. It may go to a read replica.

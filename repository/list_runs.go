@@ -34,7 +34,7 @@ type Page struct {
 	After string
 }
 
-// Page limits of ListFeatureRuns.
+// Page limits of [Repository.ListFeatureRuns].
 const (
 	DefaultPageLimit = 50
 	MaxPageLimit     = 1000

@@ -6,7 +6,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// The JSON columns RunOutline leaves out: those that grow with the work
+// The JSON columns [Repository.RunOutline] leaves out: those that grow with the work
 // done, one value per phase or invocation.
 var (
 	phasePayloads      = []string{"output"}
@@ -23,7 +23,7 @@ var (
 // without reading megabytes of prompts and answers; read one invocation's
 // payloads with [Repository.GetAgentInvocation].
 //
-// It may go to a read replica, as RunTimeline does.
+// It may go to a read replica, as [Repository.RunTimeline] does.
 func (r *Repository) RunOutline(ctx context.Context, runID uuid.UUID) (*Timeline, error) {
 	return r.timeline(ctx, "run outline %s: %w", runID, false)
 }

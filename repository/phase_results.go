@@ -10,7 +10,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewPhaseResult is the input of CreatePhaseResult.
+// NewPhaseResult is the input of [Repository.CreatePhaseResult], its
+// fields named as those of [models.PhaseResult] they fill.
 type NewPhaseResult struct {
 	// ID identifies the result; derive it with StableID (for example from the
 	// run ID, the phase and the attempt). Zero gets a fresh UUIDv7.
@@ -24,7 +25,7 @@ type NewPhaseResult struct {
 
 // CreatePhaseResult inserts a running phase result and returns its ID. When
 // a result with in.ID exists it returns in.ID and nil and keeps the existing
-// row as it is. A missing run returns ErrNotFound.
+// row as it is. A missing run returns [ErrNotFound].
 func (r *Repository) CreatePhaseResult(ctx context.Context, in NewPhaseResult) (uuid.UUID, error) {
 	const op = "create phase result: %w"
 	if err := firstErr(
@@ -55,7 +56,7 @@ var finishPhase = newGuardedUpdate("phase_results", "status = $1, output = $2, e
 
 // PassPhaseResult moves a running phase result to passed and stores output
 // as its JSON output. Passing a passed result changes nothing and keeps the
-// first output; passing a failed one returns ErrInvalidTransition.
+// first output; passing a failed one returns [ErrInvalidTransition].
 func (r *Repository) PassPhaseResult(ctx context.Context, phaseResultID uuid.UUID, output any) error {
 	const op = "pass phase result %s: %w"
 	out, err := encodeJSON("output", output)
@@ -66,12 +67,12 @@ func (r *Repository) PassPhaseResult(ctx context.Context, phaseResultID uuid.UUI
 }
 
 // FailPhaseResult moves a running phase result to failed. Failing a failed
-// result changes nothing; failing a passed one returns ErrInvalidTransition.
+// result changes nothing; failing a passed one returns [ErrInvalidTransition].
 func (r *Repository) FailPhaseResult(ctx context.Context, phaseResultID uuid.UUID) error {
 	return r.finishPhase(ctx, "fail phase result %s: %w", phaseResultID, models.PhaseFailed, nil, "")
 }
 
-// FailPhaseResultWithError is FailPhaseResult that also records why the
+// FailPhaseResultWithError is [Repository.FailPhaseResult] that also records why the
 // phase failed. A replay keeps the first message.
 func (r *Repository) FailPhaseResultWithError(ctx context.Context, phaseResultID uuid.UUID, message string) error {
 	return r.finishPhase(ctx, "fail phase result %s: %w", phaseResultID, models.PhaseFailed, nil, message)

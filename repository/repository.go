@@ -38,7 +38,7 @@ type Repository struct {
 	schema *schema
 }
 
-// New returns a Repository that works through db: its configuration, its
+// New returns a [Repository] that works through db: its configuration, its
 // plugins and callbacks, its connection pool or transaction. Every
 // statement the Repository sends runs through one of db's callback chains
 // (Create for inserts, Raw for other writes, Row for statements that return
@@ -48,7 +48,8 @@ type Repository struct {
 // New ignores every query scope on db (Where, Select, Omit, Limit, Order,
 // Joins, Preload, Scopes, Unscoped, Table, Model, Clauses and the like), and
 // does not wrap single statements in a transaction: each write is one
-// atomic statement.
+// atomic statement, but for [Repository.ExpireCTAEvents] on MariaDB, which
+// claims and updates in a transaction of its own.
 //
 // db must be SQLite, PostgreSQL or MariaDB (through gorm.io/driver/mysql);
 // with another database every method returns an error saying so. SQLite
@@ -59,13 +60,13 @@ type Repository struct {
 // (columnsWithAlias); migrate.Up checks that they do. New sends nothing:
 // on MariaDB the Repository reads these settings, and max_allowed_packet,
 // in one query before its first statement, and until they are right
-// every method returns a *SettingError, before any write.
+// every method returns a [*SettingError], before any write.
 //
 // On a DryRun session (gorm.Session{DryRun: true}) nothing is sent: every
 // method checks its arguments and runs its statements through the callback
 // chains, which only render them. Writes then return what a first,
 // successful call returns (nil, and the ID for creates); reads find
-// nothing (ErrNotFound, or empty results).
+// nothing ([ErrNotFound], or empty results).
 //
 // With [InSchema], the Repository works on one tenant's tables.
 func New(db *gorm.DB, opts ...Option) *Repository {
@@ -90,7 +91,7 @@ func New(db *gorm.DB, opts ...Option) *Repository {
 	return r
 }
 
-// DB returns the *gorm.DB the Repository works through, for reads and
+// DB returns the *gorm.DB the [Repository] works through, for reads and
 // queries the Repository does not offer.
 //
 // It is not scoped to the schema of a Repository made with [InSchema]:
@@ -106,11 +107,11 @@ func (r *Repository) DB() *gorm.DB { return r.db }
 // returns. Nested calls use savepoints.
 //
 // On PostgreSQL a statement the database refuses aborts the transaction: a
-// create whose parent is missing (ErrNotFound), a lost connection, an
-// expired context. fn should then return an error. The Repository never
+// create whose parent is missing ([ErrNotFound]), a lost connection, an
+// expired context. fn should then return an error. The [Repository] never
 // sends another statement after one failed, so the error fn gets is the
 // one that names the cause. Errors found before the database is touched
-// (ErrInvalidInput) and refused or missing transitions do not abort it.
+// ([ErrInvalidInput]) and refused or missing transitions do not abort it.
 func (r *Repository) Transaction(ctx context.Context, fn func(tx *Repository) error) error {
 	return r.transaction(ctx, nil, fn)
 }
@@ -126,7 +127,7 @@ func (r *Repository) transaction(ctx context.Context, opts *sql.TxOptions, fn fu
 	}, opts)
 }
 
-// AtStep returns a Repository that works as r does, through the same
+// AtStep returns a [Repository] that works as r does, through the same
 // *gorm.DB, but whose writes are made at step: a number that grows along
 // the workflow's history, such as the step's position in its run (DBOS's
 // step ID, Inngest's step index, a Temporal activity's position passed in

@@ -277,7 +277,7 @@ func TestRunOutline(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, repo.CompleteAgentInvocation(ctx, child, repository.InvocationResult{Output: "found", Steps: []any{1}, ToolCalls: []any{2}, InputTokens: 7}))
 			require.NoError(t, repo.CreateSandboxRecord(ctx, repository.NewSandbox{ID: "sb", FeatureRunID: run, Provider: "e2b", Metadata: map[string]any{"token": "s3cret"}}))
-			require.NoError(t, repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "ask", FeatureRunID: run, Request: "ok?"}))
+			require.NoError(t, repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "ask", FeatureRunID: run, RequestData: "ok?"}))
 
 			full, err := repo.RunTimeline(ctx, run)
 			require.NoError(t, err)

@@ -29,9 +29,9 @@ FROM cta_events WHERE feature_run_id IN @runs AND status = 'pending' GROUP BY fe
 // SummarizeRuns returns the usage totals and the number of pending CTA
 // events of each run of runIDs, such as a page of
 // [Repository.ListFeatureRuns], in one query whatever their number (at
-// most MaxPageLimit). A run without invocations or pending events, or
+// most [MaxPageLimit]). A run without invocations or pending events, or
 // that does not exist, is missing from the map: its summary is the zero
-// RunSummary. It may go to a read replica.
+// [RunSummary]. It may go to a read replica.
 func (r *Repository) SummarizeRuns(ctx context.Context, runIDs []uuid.UUID) (map[uuid.UUID]RunSummary, error) {
 	const op = "summarize runs: %w"
 	if len(runIDs) > MaxPageLimit {

@@ -12,7 +12,8 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// NewSandbox is the input of CreateSandboxRecord.
+// NewSandbox is the input of [Repository.CreateSandboxRecord], its fields
+// named as those of [models.Sandbox] they fill.
 type NewSandbox struct {
 	// ID is the sandbox's ID at its provider. Required.
 	ID string
@@ -26,7 +27,7 @@ type NewSandbox struct {
 
 // CreateSandboxRecord inserts a sandbox in status creating. When a sandbox
 // with in.ID exists it returns nil and keeps the existing row as it is. A
-// missing run returns ErrNotFound.
+// missing run returns [ErrNotFound].
 func (r *Repository) CreateSandboxRecord(ctx context.Context, in NewSandbox) error {
 	const op = "create sandbox %q: %w"
 	if err := firstErr(

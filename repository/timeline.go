@@ -39,7 +39,7 @@ type InvocationTimeline struct {
 	SubInvocations []InvocationTimeline
 }
 
-// RunTimeline returns the run runID with all its children, or ErrNotFound.
+// RunTimeline returns the run runID with all its children, or [ErrNotFound].
 // It costs five queries whatever the run's size and however deep its
 // sub-agents nest, one per table, read in one transaction so that they
 // agree with each other; the nesting is done in memory, without

@@ -102,7 +102,7 @@ FROM agent_invocations WHERE feature_run_id = @run GROUP BY COALESCE(provider, '
 ORDER BY 1, 2`
 
 // RunUsage returns the token counts and cost of the run runID, summed by
-// the database, or ErrNotFound. Groups are ordered by key.
+// the database, or [ErrNotFound]. Groups are ordered by key.
 func (r *Repository) RunUsage(ctx context.Context, runID uuid.UUID) (Usage, error) {
 	const op = "run usage %s: %w"
 	if err := checkID("runID", runID); err != nil {

@@ -97,7 +97,7 @@ func seed(t testing.TB, repo *repository.Repository) fixture {
 	check(err)
 	check(repo.FailAgentInvocation(ctx, tester, repository.InvocationResult{InputTokens: 2900, CostNanoUSD: 3_280_000}, "go test: <b>FAIL</b>"))
 	check(repo.PassPhaseResult(ctx, impl, nil))
-	check(repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "approve-plan", FeatureRunID: f.done, Kind: "approval", Request: map[string]any{"plan": "3 steps"}, ExpiresAt: time.Now().Add(time.Hour)}))
+	check(repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "approve-plan", FeatureRunID: f.done, Kind: "approval", RequestData: map[string]any{"plan": "3 steps"}, ExpiresAt: time.Now().Add(time.Hour)}))
 	check(repo.CompleteCTAEvent(ctx, "approve-plan", map[string]any{"approved": true, "password": ctaSecret}))
 	check(repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "confirm-<i>deploy</i>", FeatureRunID: f.done, Kind: "confirmation", ExpiresAt: time.Now().Add(30 * time.Minute)}))
 	check(repo.CreateSandboxRecord(ctx, repository.NewSandbox{ID: "sbx-1", FeatureRunID: f.done, Provider: "e2b", Metadata: map[string]any{"token": sandboxSecret}}))

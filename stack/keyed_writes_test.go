@@ -44,7 +44,7 @@ func contractWrites(key string) []keyedWrite {
 	}
 	createCTA := func(id string) func(context.Context, *repository.Repository) error {
 		return func(ctx context.Context, r *repository.Repository) error {
-			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", Request: map[string]any{"ask": "ok?"}})
+			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", RequestData: map[string]any{"ask": "ok?"}})
 		}
 	}
 	return []keyedWrite{

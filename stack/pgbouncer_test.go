@@ -27,7 +27,7 @@ import (
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// pgBouncerExecMode is the pgx setting the README recommends behind
+// pgBouncerExecMode is the pgx setting docs/databases.md recommends behind
 // PgBouncer in transaction pooling mode.
 //
 // PgBouncer lends a server connection to a client for one transaction, and
@@ -75,7 +75,7 @@ func bouncerIterations() int {
 
 // TestPgBouncer runs every write of the contract, with its replay, from
 // concurrent goroutines through PgBouncer in transaction pooling mode, with
-// pgx in the query exec mode the README recommends, and shows that pgx's
+// pgx in the query exec mode docs/databases.md recommends, and shows that pgx's
 // default mode fails there.
 func TestPgBouncer(t *testing.T) {
 	bin := pgBouncerBinary(t)
@@ -132,7 +132,7 @@ func TestPgBouncer(t *testing.T) {
 	})
 
 	// The same writes with pgx's default query exec mode, cache_statement,
-	// on rows of their own: the reason the README's setting exists. Writes
+	// on rows of their own: the reason the setting docs/databases.md recommends exists. Writes
 	// go on after a failure, to count them.
 	t.Run("DefaultModeFails", func(t *testing.T) {
 		repo := repository.New(openGORM(t, dsn))

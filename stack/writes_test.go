@@ -288,7 +288,7 @@ func createInvocation(id, run uuid.UUID) call {
 
 func createCTA(id string, run uuid.UUID) call {
 	return func(ctx context.Context, r *repository.Repository) error {
-		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", Request: "ok?"})
+		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: id, FeatureRunID: run, Kind: "approval", RequestData: "ok?"})
 	}
 }
 

@@ -276,7 +276,7 @@ func (r *execution) askAndAnswer() error {
 	if err := r.step("plan/ask", func(ctx context.Context, repo *repository.Repository) error {
 		return repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: r.runID, Kind: "approval",
-			Request: map[string]any{"question": "Approve the plan?"}, ExpiresAt: r.start.Add(time.Hour),
+			RequestData: map[string]any{"question": "Approve the plan?"}, ExpiresAt: r.start.Add(time.Hour),
 		})
 	}); err != nil {
 		return err
@@ -295,7 +295,7 @@ func (r *execution) askAndTimeOut() error {
 	if err := r.step("review/ask", func(ctx context.Context, repo *repository.Repository) error {
 		return repo.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: r.runID, Kind: "confirmation",
-			Request: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
+			RequestData: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
 		})
 	}); err != nil {
 		return err

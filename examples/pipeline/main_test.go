@@ -174,7 +174,7 @@ func TestRunOnMariaDBURL(t *testing.T) {
 	url := "mysql://" + cfg.User + "@" + cfg.Addr + "/" + name
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), url, false, &out))
-	assert.Contains(t, out.String(), "(database: mysql)")
+	assert.Contains(t, out.String(), "(database: mariadb)")
 	assert.Contains(t, out.String(), "replay check: the database is identical to before the crash")
 }
 

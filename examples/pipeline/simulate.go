@@ -37,7 +37,7 @@ func simulate(ctx context.Context, db *gorm.DB, out io.Writer) error {
 	wf := &workflow{repo: repo, eventID: eventID, run: repository.StableID(eventID, "run"), start: time.Now().UTC()}
 	eng := &engine{journal: map[string]bool{}, crashAfter: crashStep, out: out}
 
-	fmt.Fprintf(out, "Feature run %s (database: %s)\n\n", wf.run, db.Dialector.Name())
+	fmt.Fprintf(out, "Feature run %s (database: %s)\n\n", wf.run, repo.Database())
 	err := wf.execute(ctx, eng)
 	if !errors.Is(err, errCrash) {
 		return fmt.Errorf("expected the simulated crash, got %w", err)

@@ -221,7 +221,7 @@ func (w *workflow) askAndAnswer(ctx context.Context, e *engine) error {
 	if err := w.step(ctx, e, "plan/ask", "ask for plan approval", func(ctx context.Context, r *repository.Repository) error {
 		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: w.run, Kind: "approval",
-			Request: map[string]any{"question": "Approve the plan?"}, ExpiresAt: w.start.Add(time.Hour),
+			RequestData: map[string]any{"question": "Approve the plan?"}, ExpiresAt: w.start.Add(time.Hour),
 		})
 	}); err != nil {
 		return err
@@ -240,7 +240,7 @@ func (w *workflow) askAndTimeOut(ctx context.Context, e *engine) error {
 	if err := w.step(ctx, e, "review/ask", "ask to confirm the deploy", func(ctx context.Context, r *repository.Repository) error {
 		return r.CreateCTAEvent(ctx, repository.NewCTAEvent{
 			ID: id, FeatureRunID: w.run, Kind: "confirmation",
-			Request: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
+			RequestData: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
 		})
 	}); err != nil {
 		return err

@@ -228,7 +228,7 @@ func (r *execution) askAndAnswer(sandbox string) error {
 	id := "approve-plan-" + r.runID.String()[:8]
 	if err := r.step("plan/ask", acts.CreateCTAEvent, repository.NewCTAEvent{
 		ID: id, FeatureRunID: r.runID, Kind: "approval",
-		Request: map[string]any{"question": "Approve the plan?"}, ExpiresAt: r.start.Add(time.Hour),
+		RequestData: map[string]any{"question": "Approve the plan?"}, ExpiresAt: r.start.Add(time.Hour),
 	}); err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (r *execution) askAndTimeOut() error {
 	deadline := r.start.Add(30 * time.Minute)
 	if err := r.step("review/ask", acts.CreateCTAEvent, repository.NewCTAEvent{
 		ID: id, FeatureRunID: r.runID, Kind: "confirmation",
-		Request: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
+		RequestData: map[string]any{"question": "Deploy now?"}, ExpiresAt: deadline,
 	}); err != nil {
 		return err
 	}

@@ -299,14 +299,14 @@ func badCases() []badCase {
 		{"CTA long ID", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: tooLong, FeatureRunID: f.run} })},
 		{"CTA zero run", "NewCTAEvent.FeatureRunID", createCTA(func(fixture) cta { return cta{ID: "c"} })},
 		{"CTA long kind", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: tooLong} })},
-		{"CTA request NUL", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: withNUL} })},
+		{"CTA request NUL", "NewCTAEvent.RequestData", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, RequestData: withNUL} })},
 		{"CTA ID bad UTF-8", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: badUTF8, FeatureRunID: f.run} })},
 		{"CTA ID NUL", "NewCTAEvent.ID", createCTA(func(f fixture) cta { return cta{ID: withNUL, FeatureRunID: f.run} })},
 		{"CTA kind bad UTF-8", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: badUTF8} })},
 		{"CTA kind NUL", "NewCTAEvent.Kind", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Kind: withNUL} })},
-		{"CTA request too deep", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: deep} })},
-		{"CTA request 16 MiB", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: huge} })},
-		{"CTA request unencodable", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: unencodable} })},
+		{"CTA request too deep", "NewCTAEvent.RequestData", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, RequestData: deep} })},
+		{"CTA request 16 MiB", "NewCTAEvent.RequestData", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, RequestData: huge} })},
+		{"CTA request unencodable", "NewCTAEvent.RequestData", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, RequestData: unencodable} })},
 		{"CTA respond empty ID", "ctaID", func(ctx context.Context, r *repository.Repository, _ fixture) error {
 			return r.CompleteCTAEvent(ctx, "", "yes")
 		}},
@@ -356,7 +356,7 @@ func badCases() []badCase {
 		{"invocation input 1e-400", "NewAgentInvocation.Input", createInv(func(f fixture) inv { return inv{FeatureRunID: f.run, Agent: "a", Input: json.RawMessage(`[1e-400]`)} })},
 		{"complete invocation steps 1e309", "InvocationResult.Steps", complete(res{Steps: []any{json.RawMessage(`1e309`)}})},
 		{"complete invocation output 16384 fraction digits", "InvocationResult.Output", complete(res{Output: json.RawMessage("-0." + strings.Repeat("9", canonjson.MaxFractionDigits+1))})},
-		{"CTA request 1e-400", "NewCTAEvent.Request", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, Request: json.RawMessage(`1e-400`)} })},
+		{"CTA request 1e-400", "NewCTAEvent.RequestData", createCTA(func(f fixture) cta { return cta{ID: "c", FeatureRunID: f.run, RequestData: json.RawMessage(`1e-400`)} })},
 		{"CTA response past the expansion bound", "responseData", respond(atExpansionLimit(234))},
 
 		// Invalid UTF-8 that encoding/json would replace, beside the escape

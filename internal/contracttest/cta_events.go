@@ -21,7 +21,7 @@ func CTAEvents(t *testing.T, open dbtest.Opener) {
 		run := e.newRun()
 		deadline := time.Date(2030, 1, 2, 3, 4, 5, 6789, time.FixedZone("X", 3600))
 		require.NoError(t, e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{
-			ID: "cta-1", FeatureRunID: run, Kind: "approval", Request: map[string]any{"question": "ship it?"}, ExpiresAt: deadline,
+			ID: "cta-1", FeatureRunID: run, Kind: "approval", RequestData: map[string]any{"question": "ship it?"}, ExpiresAt: deadline,
 		}))
 		var got models.CTAEvent
 		e.get(&got, "cta-1")

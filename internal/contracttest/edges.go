@@ -112,9 +112,9 @@ func jsonArgs() []jsonArg {
 			require.NoError(e.t, err)
 			return got.Output, nil
 		}},
-		{"NewCTAEvent.Request", func(e *env, v any) ([]byte, error) {
+		{"NewCTAEvent.RequestData", func(e *env, v any) ([]byte, error) {
 			id := "cta-" + uuid.NewString()
-			if err := e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: id, FeatureRunID: e.newRun(), Request: v}); err != nil {
+			if err := e.repo.CreateCTAEvent(e.ctx, repository.NewCTAEvent{ID: id, FeatureRunID: e.newRun(), RequestData: v}); err != nil {
 				return nil, err
 			}
 			got, err := e.repo.GetCTAEvent(e.ctx, id)

@@ -84,7 +84,7 @@ func writes() []write {
 			})
 		}},
 		{"CreateCTAEvent", func(ctx context.Context, r *repository.Repository, f fixture) error {
-			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: uuid.NewString(), FeatureRunID: f.run, Kind: "approval", Request: "ok?"})
+			return r.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: uuid.NewString(), FeatureRunID: f.run, Kind: "approval", RequestData: "ok?"})
 		}},
 		{"CompleteCTAEvent", func(ctx context.Context, r *repository.Repository, f fixture) error {
 			return r.CompleteCTAEvent(ctx, f.cta, "yes")

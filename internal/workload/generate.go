@@ -386,7 +386,7 @@ func (g *generator) createCTA(name, kind string, expires time.Time) string {
 		ID:           g.ctaID(name),
 		FeatureRunID: g.run,
 		Kind:         kind,
-		Request:      map[string]any{"question": g.sentence() + "?", "options": []any{"yes", "no", "later"}},
+		RequestData:  map[string]any{"question": g.sentence() + "?", "options": []any{"yes", "no", "later"}},
 		ExpiresAt:    expires,
 	}
 	g.add("cta/"+name+"/create", func(ctx context.Context, s Store) error {

@@ -141,7 +141,7 @@ func seed(t *testing.T, ctx context.Context, repo *repository.Repository, clk *c
 	plan := phase("plan", 0.2)
 	do(call{agent: "planner", model: "claude-opus-4", from: 1, to: 38, in: 1800, out: 540, cost: 67_500_000, output: "3 steps", phase: &plan})
 	clk.set(at(40))
-	must(repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "approve-plan", FeatureRunID: run, Kind: "approval", Request: map[string]any{"plan": "3 steps"}, ExpiresAt: at(40 + 600)}))
+	must(repo.CreateCTAEvent(ctx, repository.NewCTAEvent{ID: "approve-plan", FeatureRunID: run, Kind: "approval", RequestData: map[string]any{"plan": "3 steps"}, ExpiresAt: at(40 + 600)}))
 	clk.set(at(95))
 	must(repo.CompleteCTAEvent(ctx, "approve-plan", map[string]any{"approved": true, "by": "ana", "password": "hunter2"}))
 	clk.set(at(41))

@@ -128,4 +128,4 @@ func mismatches(want map[string]map[string]declared, catalog []catalogColumn) []
 // schemaFix is what a SchemaError says to do.
 const schemaFix = "migrate.Up did not make these columns (GORM's AutoMigrate makes IDs and names case-insensitive and UUIDs MariaDB's uuid type), " +
 	"and does not rewrite tables: changing a key's type or collation copies the whole table under a lock, and the rows may already hold IDs that the old collation took for one another, which no migration can tell apart. " +
-	"Copy the rows into a new database made by migrate.Up, or alter these columns to their definitions in migrate/sql/mariadb/schema.sql (see README.md, \"MariaDB\"), then run Up again"
+	"Copy the rows into a new database made by migrate.Up, or alter these columns to their definitions in migrate/sql/mariadb/schema.sql (see docs/databases.md, \"MariaDB\"), then run Up again"

@@ -144,7 +144,7 @@ type noRebuild struct{ gorm.ConnPool }
 var dropTable = regexp.MustCompile(`(?is)^\s*DROP\s+TABLE\b`)
 
 // errRebuild is the error of a change that would rebuild a table.
-var errRebuild = errors.New("sqlite: the schema change would rebuild a table, which deletes the rows of the tables that refer to it; make it by hand (see README.md)")
+var errRebuild = errors.New("sqlite: the schema change would rebuild a table, which deletes the rows of the tables that refer to it; make it by hand (see docs/schema.md, \"Upgrades that lose nothing\")")
 
 func (c *noRebuild) refuse(query string) error {
 	if dropTable.MatchString(query) {
