@@ -7,7 +7,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -155,11 +157,15 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
-			return pgErr.ConstraintName, true
+			if pgErr.ConstraintName != "" {
+				return pgErr.ConstraintName, true
+			}
+			return shardConstraint(pgErr.Message), true
 		}
 		return "", false
 	},
-	Migrate: migrate,
+	AbortsTransaction: true,
+	Migrate:           migrate,
 	Test: dialect.Test{
 		EnvVar:     "TEST_POSTGRES_DSN",
 		DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -174,3 +180,25 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 const absent = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
 
 const allPresent = `(r.memories @> CAST($1 AS jsonb) AND NOT EXISTS (SELECT FROM new AS n WHERE jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
+
+// citusForeignKey matches the message of a foreign-key violation on a
+// Citus worker, which the coordinator relays with the message, detail and
+// hint alone: the constraint's name reaches the client only in the
+// message, as the shard's constraint (the name with "_<shard ID>" added),
+// on the shard of the child table (its name with the same suffix).
+var citusForeignKey = regexp.MustCompile(`^insert or update on table "[^"]*?(_[0-9]+)" violates foreign key constraint "([^"]+)"$`)
+
+// shardConstraint returns the name of the foreign key whose violation on a
+// Citus shard message reports, or "" for a message of another form, such
+// as one a worker wrote in another language than English.
+func shardConstraint(message string) string {
+	m := citusForeignKey.FindStringSubmatch(message)
+	if m == nil {
+		return ""
+	}
+	name, ok := strings.CutSuffix(m[2], m[1])
+	if !ok || name == "" {
+		return ""
+	}
+	return name
+}
