@@ -165,6 +165,7 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 		return "", false
 	},
 	AbortsTransaction: true,
+	Retry:             essentialConnectionFailed,
 	Migrate:           migrate,
 	Test: dialect.Test{
 		EnvVar:     "TEST_POSTGRES_DSN",
@@ -201,4 +202,18 @@ func shardConstraint(message string) string {
 		return ""
 	}
 	return name
+}
+
+// essentialConnectionFailed reports whether err is a Citus coordinator's
+// refusal to commit a statement because the connection to a worker that
+// the statement's transaction ran on failed (a worker backend killed, a
+// worker restarted), as a coordinator connection holding a dead worker
+// connection does for its next statement. Citus raises it before any node
+// commits (its transaction on that worker is gone, and the others are
+// rolled back or, prepared, never committed), and closes the failed
+// connection at the end of the transaction: the statement changed nothing,
+// and sent again it gets a new connection to the worker.
+func essentialConnectionFailed(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "XX000" && strings.HasPrefix(pgErr.Message, "failure on connection marked as essential")
 }

@@ -45,3 +45,21 @@ func TestForeignKeyNamesShardConstraints(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryOnlyEssentialConnectionFailures retries the one internal error
+// Citus raises before any node commits, and no other error of its class.
+func TestRetryOnlyEssentialConnectionFailures(t *testing.T) {
+	for _, c := range []struct {
+		err  *pgconn.PgError
+		want bool
+	}{
+		{&pgconn.PgError{Code: "XX000", Message: "failure on connection marked as essential: 127.0.0.1:9701"}, true},
+		{&pgconn.PgError{Code: "XX000", Message: "could not read block 0 in file"}, false},
+		{&pgconn.PgError{Code: "08006", Message: "connection to the remote node postgres@127.0.0.1:9701 failed"}, false},
+		{&pgconn.PgError{Code: "40P01", Message: "deadlock detected"}, false},
+	} {
+		if got := Dialect.Retry(fmt.Errorf("insert: %w", c.err)); got != c.want {
+			t.Errorf("Retry(%s %q) = %v, want %v", c.err.Code, c.err.Message, got, c.want)
+		}
+	}
+}
