@@ -99,6 +99,14 @@ func faultCause(err error) string {
 		if class := pgErr.Code[:2]; class == "57" || class == "08" {
 			return "SQLSTATE " + pgErr.Code + ": " + pgErr.Message
 		}
+		// A Citus coordinator refuses, before any node commits, the
+		// transaction of a statement whose connection to a worker failed
+		// (a worker backend killed): the Repository sends a single
+		// statement again itself, but not one inside a transaction, nor
+		// the DDL of migrate.Up.
+		if pgErr.Code == "XX000" && strings.HasPrefix(pgErr.Message, "failure on connection marked as essential") {
+			return "SQLSTATE XX000: failure on connection marked as essential"
+		}
 	case errors.As(err, &myErr):
 		// 1927 is sent to a connection killed in the middle of a
 		// statement, 2013 a connection lost during a query.

@@ -156,42 +156,64 @@ func optionalID(id *uuid.UUID) *string {
 
 // missingParent names the parent row whose absence failed an insert: by
 // the violated constraint where the database names it (PostgreSQL's
-// foreign keys, and the triggers in place of one on SQLite). Otherwise
-// (SQLite's foreign keys) it reads whether the phase result is in the run;
-// that database does not abort a transaction on a failed statement, and the
-// read goes to the primary under read/write splitting. The parent
-// invocation need not be read: its trigger runs before the foreign keys
-// are checked, so a foreign key failing means it was found.
+// foreign keys, the shard constraints a Citus coordinator relays, and the
+// triggers in place of one on SQLite). Otherwise (SQLite's foreign keys,
+// and a message PostgreSQL wrote in a language the dialect does not read)
+// it reads whether the parent invocation and the phase result are in the
+// run, on the primary under read/write splitting. It sends nothing where
+// the failure aborted the transaction (PostgreSQL inside one), as the read
+// would fail too and hide the cause: the error then names every parent
+// that may be missing.
 func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, constraint string) error {
 	missingRun := fmt.Errorf("feature run %s: %w", in.FeatureRunID, ErrNotFound)
-	if constraint != "" && constraint == r.inserts.fkParentInvocation && in.ParentInvocationID != nil {
+	missingParentInvocation := func() error {
 		return fmt.Errorf("parent invocation %s of feature run %s: %w", *in.ParentInvocationID, in.FeatureRunID, ErrNotFound)
 	}
-	if in.PhaseResultID == nil {
+	if constraint != "" && constraint == r.inserts.fkParentInvocation && in.ParentInvocationID != nil {
+		return missingParentInvocation()
+	}
+	if in.PhaseResultID == nil && (in.ParentInvocationID == nil || constraint != "") {
 		return missingRun
 	}
-	missingPhase := fmt.Errorf("phase result %s of feature run %s: %w", *in.PhaseResultID, in.FeatureRunID, ErrNotFound)
+	missingPhase := func() error {
+		return fmt.Errorf("phase result %s of feature run %s: %w", *in.PhaseResultID, in.FeatureRunID, ErrNotFound)
+	}
 	if constraint != "" {
 		if constraint == r.inserts.fkPhaseResult {
-			return missingPhase
+			return missingPhase()
 		}
 		return missingRun
 	}
-	found := false
-	err := r.query(ctx, "phase_results", phaseInRunSQL, []any{in.PhaseResultID.String(), in.FeatureRunID.String()}, true,
-		func(*sql.Rows) error { found = true; return nil })
+	if r.dialect.AbortsTransaction && r.inTransaction() {
+		parents := "feature run " + in.FeatureRunID.String()
+		if in.PhaseResultID != nil {
+			parents += ", phase result " + in.PhaseResultID.String()
+		}
+		if in.ParentInvocationID != nil {
+			parents += ", parent invocation " + in.ParentInvocationID.String()
+		}
+		return fmt.Errorf("one of %s: %w", parents, ErrNotFound)
+	}
+	var phaseFound, parentFound bool
+	// GORM's Raw writes each ? as the database's own placeholder.
+	tx := r.db.WithContext(ctx).Raw(parentsInRunSQL, optionalID(in.PhaseResultID), in.FeatureRunID.String(), optionalID(in.ParentInvocationID), in.FeatureRunID.String())
+	err := r.translate(ctx, rows(tx, true, func(rows *sql.Rows) error { return rows.Scan(&phaseFound, &parentFound) }))
 	switch {
 	case err != nil:
 		return err
-	case found:
-		return missingRun
+	case in.ParentInvocationID != nil && !parentFound:
+		return missingParentInvocation()
+	case in.PhaseResultID != nil && !phaseFound:
+		return missingPhase()
 	}
-	return missingPhase
+	return missingRun
 }
 
-// phaseInRunSQL finds a phase result of a run; its ? placeholders suit
-// every database that does not name a violated constraint.
-const phaseInRunSQL = `SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?`
+// parentsInRunSQL reads whether a phase result and an invocation are in a
+// run; an ID that is NULL is found in none.
+const parentsInRunSQL = `SELECT
+	EXISTS (SELECT 1 FROM phase_results WHERE id = ? AND feature_run_id = ?),
+	EXISTS (SELECT 1 FROM agent_invocations WHERE id = ? AND feature_run_id = ?)`
 
 var finishInvocation = newGuardedUpdate("agent_invocations",
 	"status = $1, steps = $2, tool_calls = $3, output = $4, input_tokens = $5, output_tokens = $6, "+

@@ -56,6 +56,10 @@ type Dialect struct {
 	// missing parent row, and names the violated constraint if the
 	// database says which.
 	ForeignKey func(db *gorm.DB, err error) (constraint string, ok bool)
+	// AbortsTransaction is true of a database on which a statement that
+	// fails aborts its transaction: every further statement in it fails
+	// until the rollback, so a failure cannot be looked into from inside.
+	AbortsTransaction bool
 	// Retry reports whether a single statement that failed with err, sent
 	// outside a transaction, changed nothing and may be sent again, as
 	// after a deadlock the database broke by rolling the statement back.

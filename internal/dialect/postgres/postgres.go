@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -156,11 +157,16 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
-			return pgErr.ConstraintName, true
+			if pgErr.ConstraintName != "" {
+				return pgErr.ConstraintName, true
+			}
+			return shardConstraint(pgErr.Message), true
 		}
 		return "", false
 	},
-	Migrate: migrate,
+	AbortsTransaction: true,
+	Retry:             essentialConnectionFailed,
+	Migrate:           migrate,
 	Schemas: &dialect.Schemas{
 		// PostgreSQL refuses to create a schema named pg_…, and
 		// information_schema is the catalog's.
@@ -183,3 +189,39 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 const absent = `(NOT r.memories @> jsonb_build_array(n.v) OR (jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
 
 const allPresent = `(r.memories @> CAST($1 AS jsonb) AND NOT EXISTS (SELECT FROM new AS n WHERE jsonb_typeof(n.v) IN ('object', 'array') AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.memories) AS m(v) WHERE m.v = n.v)))`
+
+// citusForeignKey matches the message of a foreign-key violation on a
+// Citus worker, which the coordinator relays with the message, detail and
+// hint alone: the constraint's name reaches the client only in the
+// message, as the shard's constraint (the name with "_<shard ID>" added),
+// on the shard of the child table (its name with the same suffix).
+var citusForeignKey = regexp.MustCompile(`^insert or update on table "[^"]*?(_[0-9]+)" violates foreign key constraint "([^"]+)"$`)
+
+// shardConstraint returns the name of the foreign key whose violation on a
+// Citus shard message reports, or "" for a message of another form, such
+// as one a worker wrote in another language than English.
+func shardConstraint(message string) string {
+	m := citusForeignKey.FindStringSubmatch(message)
+	if m == nil {
+		return ""
+	}
+	name, ok := strings.CutSuffix(m[2], m[1])
+	if !ok || name == "" {
+		return ""
+	}
+	return name
+}
+
+// essentialConnectionFailed reports whether err is a Citus coordinator's
+// refusal to commit a statement because the connection to a worker that
+// the statement's transaction ran on failed (a worker backend killed, a
+// worker restarted), as a coordinator connection holding a dead worker
+// connection does for its next statement. Citus raises it before any node
+// commits (its transaction on that worker is gone, and the others are
+// rolled back or, prepared, never committed), and closes the failed
+// connection at the end of the transaction: the statement changed nothing,
+// and sent again it gets a new connection to the worker.
+func essentialConnectionFailed(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "XX000" && strings.HasPrefix(pgErr.Message, "failure on connection marked as essential")
+}
