@@ -196,7 +196,7 @@ func (r *Repository) missingParent(ctx context.Context, in NewAgentInvocation, c
 	}
 	var phaseFound, parentFound bool
 	// GORM's Raw writes each ? as the database's own placeholder.
-	tx := r.db.WithContext(ctx).Raw(parentsInRunSQL, optionalID(in.PhaseResultID), in.FeatureRunID.String(), optionalID(in.ParentInvocationID), in.FeatureRunID.String())
+	tx := r.db.WithContext(ctx).Raw(r.sql(parentsInRunSQL), optionalID(in.PhaseResultID), in.FeatureRunID.String(), optionalID(in.ParentInvocationID), in.FeatureRunID.String())
 	err := r.translate(ctx, rows(tx, true, func(rows *sql.Rows) error { return rows.Scan(&phaseFound, &parentFound) }))
 	switch {
 	case err != nil:

@@ -153,9 +153,14 @@ func Fencing(t *testing.T, open dbtest.Opener) {
 			t.Run(fmt.Sprintf("fenced=%v", fenced), func(t *testing.T) {
 				var mu sync.Mutex
 				damaged := map[string]bool{}
+				ran := 0
 				if !fenced {
-					// Runs once every zombie's subtest, each parallel, ended.
+					// Runs once every zombie's subtest, each parallel, ended,
+					// unless they were skipped, without a server.
 					t.Cleanup(func() {
+						if ran == 0 {
+							return
+						}
 						assert.Equal(t, map[string]bool{"UpdateFeatureRunPhase": true, "UpdateSandboxStatus": true}, damaged,
 							"without AtStep, the zombies of phase and sandbox moves, and only those, undo a later step")
 					})
@@ -176,6 +181,9 @@ func Fencing(t *testing.T, open dbtest.Opener) {
 						clean := persistencetest.TakeSnapshot(t, e.db, persistencetest.Exact())
 						_ = steps[k].run(e.ctx, at(k)) // a zombie's answer reaches no one
 						d := persistencetest.Diff(clean, persistencetest.TakeSnapshot(t, e.db, persistencetest.Exact()))
+						mu.Lock()
+						ran++
+						mu.Unlock()
 						if fenced {
 							assert.Empty(t, d, "the zombie of step %d %s changed the tables:\n%s", k+1, s.name, d)
 						} else if len(d) > 0 {

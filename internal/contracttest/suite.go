@@ -66,6 +66,10 @@ func setup(t *testing.T, open dbtest.Opener) *env {
 	t.Parallel()
 	db := open(t)
 	ctx := t.Context()
+	if schema := dbtest.TenantSchema(db); schema != "" {
+		require.NoError(t, migrate.Up(ctx, db, migrate.InSchema(schema)))
+		return &env{t: t, ctx: ctx, db: db, repo: repository.New(db, repository.InSchema(schema))}
+	}
 	require.NoError(t, migrate.Up(ctx, db))
 	return &env{t: t, ctx: ctx, db: db, repo: repository.New(db)}
 }

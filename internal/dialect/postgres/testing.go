@@ -59,6 +59,13 @@ func Fresh(tb testing.TB, dsn string) *sql.DB {
 // touching those of tests running in parallel against the same server.
 func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.DB {
 	tb.Helper()
+	db, _ := FreshSchema(tb, dsn, params)
+	return db
+}
+
+// FreshSchema is FreshWithParams that also returns the schema's name.
+func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, string) {
+	tb.Helper()
 	admin := Admin(tb, dsn)
 	schema := dialect.TestName()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -84,7 +91,7 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return sqlDB
+	return sqlDB, schema
 }
 
 // Database creates an empty database of its own on the server at dsn and
