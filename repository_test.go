@@ -30,11 +30,3 @@ func TestContractOnMariaDBWithClientFoundRows(t *testing.T) {
 		return dbtest.MariaDBWith(t, func(c *mysql.Config) { c.ClientFoundRows = true })
 	})
 }
-
-// TestContractOnCitus runs the contract suite on a Citus coordinator with
-// schema-based sharding, each test in a tenant schema of its own, which
-// Citus makes a distributed schema on one worker. It runs where
-// TEST_CITUS_DSN is set (scripts/citus.sh start prints it).
-func TestContractOnCitus(t *testing.T) {
-	contracttest.Run(t, dbtest.Citus)
-}
