@@ -128,7 +128,7 @@ as_server() {
 }
 
 # free_port prints a loopback TCP port nothing listens on. Another process
-# may take it before the server does; start then fails and says so.
+# may take it before the server binds it: start_node then tries another.
 free_port() {
 	local port
 	for _ in $(seq 100); do
@@ -151,6 +151,33 @@ sql() {
 
 dsn() { printf 'postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable\n' "$1"; }
 
+# start_node starts the server of node, whose data is in data, on port, and
+# prints the port it listens on. The port was free when chosen, but another
+# process may bind it first ("could not bind IPv4 address ... Address already
+# in use"): the node then starts again on another free port, up to 5 times.
+# The port is set in port.conf beside postgresql.conf, which includes it,
+# so that a retry only rewrites that file.
+start_node() {
+	local bindir=$1 node=$2 data=$3 port=$4 try
+	grep -q "^include_if_exists = 'port.conf'" "$data/postgresql.conf" ||
+		echo "include_if_exists = 'port.conf'" >>"$data/postgresql.conf"
+	for try in 1 2 3 4 5; do
+		echo "port = $port" >"$data/port.conf"
+		[ "$(id -u)" -ne 0 ] || chown postgres: "$data/port.conf"
+		if as_server "$bindir/pg_ctl" -D "$data" -l "$dir/$node.log" -w -t 60 start >/dev/null; then
+			echo "$port"
+			return
+		fi
+		grep -q 'Address already in use' "$dir/$node.log" ||
+			die "$node did not start: see $dir/$node.log"
+		printf 'citus.sh: %s: port %s was taken before it bound it (try %s of 5)\n' "$node" "$port" "$try" >&2
+		as_server "$bindir/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+		mv "$dir/$node.log" "$dir/$node.log.$try"
+		port="$(free_port)"
+	done
+	die "$node did not start on 5 free ports: see $dir/$node.log*"
+}
+
 cmd_start() {
 	dir=$1
 	local bindir
@@ -167,14 +194,12 @@ cmd_start() {
 	local node port data ports=()
 	for node in coordinator worker1 worker2; do
 		port="$(free_port)"
-		ports+=("$port")
 		data="$dir/$node"
 		as_server "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/$node.initdb.log"
 		# max_connections: the fault tests open many connections, and each
 		# of the coordinator's may open one to a worker. fsync off: the
 		# data is thrown away, and the tests then wait on no disk.
 		cat >>"$data/postgresql.conf" <<-EOF
-			port = $port
 			listen_addresses = '127.0.0.1'
 			unix_socket_directories = '$dir'
 			shared_preload_libraries = 'citus'
@@ -183,8 +208,8 @@ cmd_start() {
 			synchronous_commit = off
 			full_page_writes = off
 		EOF
-		as_server "$bindir/pg_ctl" -D "$data" -l "$dir/$node.log" -w -t 60 start >/dev/null ||
-			die "$node did not start: see $dir/$node.log"
+		port="$(start_node "$bindir" "$node" "$data" "$port")"
+		ports+=("$port")
 		printf '%s %s %s %s\n' "$node" "$(head -1 "$data/postmaster.pid")" "$port" "$data" >>"$dir/pids"
 	done
 
