@@ -51,7 +51,14 @@ func TestUpgrade(t *testing.T) {
 		files, err := filepath.Glob(filepath.Join("sql", d.Name, "*.up.sql"))
 		require.NoError(t, err)
 		slices.Sort(files)
-		require.Len(t, files, len(fixtures)+1, "the first version's schema, then an upgrade from each version")
+		// PostgreSQL's then has the statements moved out of them for
+		// Citus, one a file (internal/sqlsplit), which a database of any
+		// version runs too.
+		if d.Name == "postgres" {
+			require.Greater(t, len(files), len(fixtures)+1, "the first version's schema, an upgrade from each version, then the statements split out")
+		} else {
+			require.Len(t, files, len(fixtures)+1, "the first version's schema, then an upgrade from each version")
+		}
 		for i, fixture := range fixtures {
 			dir := filepath.Dir(fixture)
 			t.Run(d.Name+"/from "+filepath.Base(dir)+"/by Up", func(t *testing.T) {

@@ -11,6 +11,3 @@ ALTER TABLE "agent_invocations" ADD "finish_reason" varchar(255);
 ALTER TABLE "agent_invocations" ADD "started_at" timestamptz;
 ALTER TABLE "agent_invocations" ADD "time_to_first_token_micros" bigint;
 ALTER TABLE "agent_invocations" ADD "parent_invocation_id" uuid;
-CREATE UNIQUE INDEX IF NOT EXISTS "idx_agent_invocations_id_run" ON "agent_invocations" ("id","feature_run_id");
-CREATE INDEX IF NOT EXISTS "idx_agent_invocations_parent_invocation_id" ON "agent_invocations" ("parent_invocation_id");
-ALTER TABLE "agent_invocations" ADD CONSTRAINT "fk_agent_invocations_parent_invocation" FOREIGN KEY ("parent_invocation_id","feature_run_id") REFERENCES "agent_invocations"("id","feature_run_id") ON DELETE CASCADE;
