@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -554,7 +555,7 @@ func compareWithClean(t *testing.T, ctx context.Context, db *gorm.DB, clean map[
 // and 1,117): a run sends about 20,000 statements to PostgreSQL and
 // 22,000 to MariaDB, which reads a row's state after a write that changed
 // nothing, retries included, so about 5,000 and 2,700 are killed.
-var killEvery = map[string]int64{"postgres": 4, "mariadb": 8}
+var killEvery = map[string]int64{"postgres": 4, "mariadb": 8, "citus": 8}
 
 // TestFaultInjection runs, on PostgreSQL and on MariaDB, 8 workers of 25
 // workloads each while a random connection of their pool is killed for
@@ -578,45 +579,91 @@ func TestFaultInjection(t *testing.T) {
 		t.Run(target.name, func(t *testing.T) {
 			t.Parallel()
 			db, kill := target.open(t)
-			ctx := t.Context()
-			if err := migrate.Up(ctx, db); err != nil {
-				t.Fatalf("migrate: %v", err)
-			}
-			sqlDB, err := db.DB()
-			if err != nil {
-				t.Fatal(err)
-			}
-			sqlDB.SetMaxOpenConns(2 * f.workers)
-			sqlDB.SetMaxIdleConns(2 * f.workers)
-
-			policy := retryPolicy{attempts: 30, backoff: 2 * time.Millisecond, maxBackoff: 100 * time.Millisecond, stepTimeout: 10 * time.Second}
-			var stats stepStats
-			stopChaos := chaosEvery(t, db, kill, killEvery[target.name])
-			start := time.Now()
-			o := f.run(ctx, repository.New(db), policy, &stats)
-			c := stopChaos()
-			elapsed := time.Since(start)
-			if c.err != nil {
-				t.Error(c.err)
-			}
-			o.report(t, len(clean), policy)
-			// The chaos may have killed idle connections, which the pool
-			// only notices when it hands them out: drop them before
-			// reading.
-			sqlDB.SetMaxIdleConns(0)
-			sqlDB.SetMaxIdleConns(2)
-
-			diffs, rows := compareWithClean(t, ctx, db, clean, o)
-			t.Logf("fault injection on %s: %d workloads (%d workers), %d finished, %d gave up, %d failed; %d steps, %d attempts, %d statements, %d connections killed, 1 per %d statements (%v; %d of %d kills made found none, %d due at the end not made; %d statements waited for the killer), %d retries, %d rows compared, %d differences, in %v; retried causes:%s",
-				target.name, len(clean), f.workers, len(clean)-len(o.gaveUp)-len(o.failed), len(o.gaveUp), len(o.failed),
-				stats.steps.Load(), stats.attempts.Load(), c.sent.Load(), c.killed.total(), c.every, c.killed, c.misses, c.made, c.sent.Load()/c.every-c.made, c.waits,
-				stats.retries.Load(), rows, diffs, elapsed.Round(time.Millisecond), stats.summary())
-			if diffs != 0 {
-				t.Errorf("%d differences from the clean runs of the finished workloads, want 0", diffs)
-			}
-			if c.killed.total() == 0 || stats.retries.Load() == 0 {
-				t.Errorf("the chaos killed %d connections and caused %d retries: the test injected no fault", c.killed.total(), stats.retries.Load())
-			}
+			injectFaults(t, target.name, f, clean, db, kill, killEvery[target.name], "")
 		})
 	}
+}
+
+// injectFaults runs fleet f on db, the database called name, in schema
+// (the pool's default schema when ""), while kill closes one of the pool's
+// connections for every every statements, and checks that every workload
+// ends as in clean.
+func injectFaults(t *testing.T, name string, f fleet, clean map[string]snapshot, db *gorm.DB, kill killer, every int64, schema string) {
+	ctx := t.Context()
+	var migrateOpts []migrate.Option
+	var repoOpts []repository.Option
+	if schema != "" {
+		migrateOpts = append(migrateOpts, migrate.InSchema(schema))
+		repoOpts = append(repoOpts, repository.InSchema(schema))
+	}
+	if err := migrate.Up(ctx, db, migrateOpts...); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.SetMaxOpenConns(2 * f.workers)
+	sqlDB.SetMaxIdleConns(2 * f.workers)
+
+	policy := retryPolicy{attempts: 30, backoff: 2 * time.Millisecond, maxBackoff: 100 * time.Millisecond, stepTimeout: 10 * time.Second}
+	var stats stepStats
+	stopChaos := chaosEvery(t, db, kill, every)
+	start := time.Now()
+	o := f.run(ctx, repository.New(db, repoOpts...), policy, &stats)
+	c := stopChaos()
+	elapsed := time.Since(start)
+	if c.err != nil {
+		t.Error(c.err)
+	}
+	o.report(t, len(clean), policy)
+	// The chaos may have killed idle connections, which the pool
+	// only notices when it hands them out: drop them before
+	// reading.
+	sqlDB.SetMaxIdleConns(0)
+	sqlDB.SetMaxIdleConns(2)
+
+	diffs, rows := compareWithClean(t, ctx, db, clean, o)
+	t.Logf("fault injection on %s: %d workloads (%d workers), %d finished, %d gave up, %d failed; %d steps, %d attempts, %d statements, %d connections killed, 1 per %d statements (%v; %d of %d kills made found none, %d due at the end not made; %d statements waited for the killer), %d retries, %d rows compared, %d differences, in %v; retried causes:%s",
+		name, len(clean), f.workers, len(clean)-len(o.gaveUp)-len(o.failed), len(o.gaveUp), len(o.failed),
+		stats.steps.Load(), stats.attempts.Load(), c.sent.Load(), c.killed.total(), c.every, c.killed, c.misses, c.made, c.sent.Load()/c.every-c.made, c.waits,
+		stats.retries.Load(), rows, diffs, elapsed.Round(time.Millisecond), stats.summary())
+	if diffs != 0 {
+		t.Errorf("%d differences from the clean runs of the finished workloads, want 0", diffs)
+	}
+	if c.killed.total() == 0 || stats.retries.Load() == 0 {
+		t.Errorf("the chaos killed %d connections and caused %d retries: the test injected no fault", c.killed.total(), stats.retries.Load())
+	}
+}
+
+// TestFaultInjectionOnCitus is TestFaultInjection on a Citus coordinator,
+// in a tenant schema of its own (a distributed schema, on one worker), with
+// 8 workers of 10 workloads: backends of the test's pool on the
+// coordinator are killed, one for every killEvery["citus"] statements,
+// and a new connection's first distributed query there takes about 17 ms.
+// Nothing may be lost or doubled. It runs where TEST_CITUS_DSN is set.
+func TestFaultInjectionOnCitus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping fault injection under -short: it runs 80 workloads on Citus while killing connections")
+	}
+	app := "reliability-faults-" + uuid.NewString()[:8]
+	db := dbtest.CitusWithParams(t, map[string]string{"application_name": app})
+	admin, err := sql.Open("pgx", os.Getenv(dbtest.CitusEnvVar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	kill := func(ctx context.Context) (string, error) {
+		var state string
+		err := admin.QueryRowContext(ctx, `
+SELECT state FROM (
+	SELECT pid, coalesce(state, 'unknown') AS state FROM pg_stat_activity WHERE application_name = $1 ORDER BY random() LIMIT 1
+) AS victim WHERE pg_terminate_backend(pid)`, app).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		return state, err
+	}
+	f := fleet{prefix: "citus-fault", workers: 8, perWorker: 10}
+	injectFaults(t, "citus", f, cleanSnapshots(t, f.seeds()), db, kill, killEvery["citus"], dbtest.TenantSchema(db))
 }

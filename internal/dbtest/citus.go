@@ -27,6 +27,14 @@ var citusSkipped sync.Once
 // under CI it fails.
 func Citus(t testing.TB) *gorm.DB {
 	t.Helper()
+	return CitusWithParams(t, nil)
+}
+
+// CitusWithParams is Citus with params added to the DSN of every
+// connection of the pool, such as an application_name by which a test
+// finds its own backends.
+func CitusWithParams(t testing.TB, params map[string]string) *gorm.DB {
+	t.Helper()
 	dsn := os.Getenv(CitusEnvVar)
 	if dsn == "" {
 		if os.Getenv("CI") != "" {
@@ -37,7 +45,7 @@ func Citus(t testing.TB) *gorm.DB {
 		})
 		t.SkipNow()
 	}
-	sqlDB, schema := postgres.FreshSchema(t, dsn, nil)
+	sqlDB, schema := postgres.FreshSchema(t, dsn, params)
 	db := open(t, &postgres.Dialect, sqlDB)
 	tenants.Store(db, schema)
 	t.Cleanup(func() { tenants.Delete(db) })
