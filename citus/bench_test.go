@@ -16,15 +16,17 @@ import (
 // BenchmarkRouted times single calls, one at a time, on plain PostgreSQL
 // and through the Citus coordinator, in a tenant schema each, in the same
 // run: on Citus each statement names a distributed schema's tables and is
-// routed whole to the one worker that holds it. docs/citus-facts.md gives
-// the figures.
+// routed whole to the one worker that holds it. The test cluster commits
+// without waiting for its disk (scripts/citus.sh), so PostgreSQL's
+// connections do the same (synchronous_commit=off), for writes to compare.
+// docs/citus-facts.md gives the figures.
 //
 //	go test -run '^$' -bench Routed -benchtime 2s ./citus/
 func BenchmarkRouted(b *testing.B) {
 	for _, target := range []struct {
 		name string
 		open func(testing.TB) *gorm.DB
-	}{{"postgres", dbtest.Postgres}, {"citus", dbtest.Citus}} {
+	}{{"postgres", asyncCommit}, {"citus", dbtest.Citus}} {
 		b.Run(target.name, func(b *testing.B) {
 			db := target.open(b)
 			schema := dbtest.TenantSchema(db)
@@ -82,4 +84,35 @@ func BenchmarkRouted(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkTenantSetup times what each test of the contract suite does
+// first on Citus, against plain PostgreSQL: create a schema of its own,
+// open a pool on it and bring it up to date with migrate.Up.
+func BenchmarkTenantSetup(b *testing.B) {
+	for _, target := range []struct {
+		name string
+		open func(testing.TB) *gorm.DB
+	}{{"postgres", dbtest.Postgres}, {"citus", dbtest.Citus}} {
+		b.Run(target.name, func(b *testing.B) {
+			for b.Loop() {
+				db := target.open(b)
+				schema := dbtest.TenantSchema(db)
+				if schema == "" {
+					if err := db.Raw("SELECT current_schema()").Scan(&schema).Error; err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := migrate.Up(context.Background(), db, migrate.InSchema(schema)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// asyncCommit is dbtest.Postgres with synchronous_commit off on its
+// connections, as the Citus test cluster has it.
+func asyncCommit(t testing.TB) *gorm.DB {
+	return dbtest.PostgresWithParams(t, map[string]string{"synchronous_commit": "off"})
 }
