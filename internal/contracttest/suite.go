@@ -46,6 +46,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"Fencing", Fencing},
 		{"Times", Times},
 		{"StoredJSON", StoredJSON},
+		{"Purge", Purge},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}
