@@ -108,12 +108,14 @@ func Purge(t *testing.T, open dbtest.Opener) {
 		rows := make([]models.AgentInvocation, n)
 		now := time.Now().UTC()
 		for i := range rows {
-			rows[i] = models.AgentInvocation{ID: uuid.New(), FeatureRunID: run, Agent: "coder", Model: "m", Status: models.InvocationCompleted, CreatedAt: now, UpdatedAt: now}
+			// Parents first, by creation as in the index the deletes
+			// walk, so that a delete ignoring sub-agents would take
+			// parents and cascade to their sub-agents, past the cap.
+			at := now.Add(time.Duration(i) * time.Microsecond)
+			rows[i] = models.AgentInvocation{ID: uuid.New(), FeatureRunID: run, Agent: "coder", Model: "m", Status: models.InvocationCompleted, CreatedAt: at, UpdatedAt: at}
 			switch {
-			case i%2 == 1:
-				// Chains of sub-agents, deeper than one statement's
-				// leaves.
-				rows[i].ParentInvocationID = &rows[i-1].ID
+			case i >= n/2:
+				rows[i].ParentInvocationID = &rows[i-n/2].ID
 			case i%3 == 0:
 				rows[i].PhaseResultID = &phase
 			}
