@@ -47,12 +47,14 @@ const PurgeChildRows = 1000
 // SKIP LOCKED, so that purgers running at once take different runs and
 // never wait for each other. Its rows are deleted in short transactions
 // that each lock the batch again (a run another purger then holds is left
-// to it), and run statements until one of them reaches the cap; the runs'
-// locks keep children from being created for them meanwhile. Between
-// those transactions nothing is held. The locks a purge takes are on rows
-// of the runs it deletes, so a write on another run never waits for it
-// (on MariaDB at most for the one statement that reads its run, at READ
-// COMMITTED). On SQLite, which runs one write at a time, the statements
+// to it); the runs' locks keep children from being created for them
+// meanwhile. Between those transactions nothing is held. On PostgreSQL a
+// transaction runs deletes until one reaches the cap, and its locks are
+// on rows of the runs it deletes only, so a write on another run never
+// waits for it. On MariaDB a transaction runs one delete, at READ
+// COMMITTED: InnoDB's foreign key checks lock the gaps beside the keys
+// they look up, which an insert of another run's child may need, so
+// those locks are held for one statement. On SQLite, which runs one write at a time, the statements
 // run on their own, holding nothing between them; purgers running at once
 // may work on the same runs, and each run is deleted, and counted, once.
 //
@@ -141,7 +143,8 @@ func (r *Repository) purgeBatch(ctx context.Context, before time.Time, n int) (d
 				return err
 			}
 			vars := padIDs([]any{PurgeChildRows}, roundIDs)
-			for rows := int64(0); roundTable < len(p.Children) && rows < PurgeChildRows; {
+			sent := 0
+			for rows := int64(0); roundTable < len(p.Children) && rows < PurgeChildRows && !(p.OneDelete && sent > 0); sent++ {
 				k, err := tx.exec(ctx, dialect.PurgeChildTables[roundTable], p.Children[roundTable].SQL, p.Children[roundTable].Args(vars))
 				if err != nil {
 					return err
@@ -153,7 +156,7 @@ func (r *Repository) purgeBatch(ctx context.Context, before time.Time, n int) (d
 					roundTable++
 				}
 			}
-			if roundTable < len(p.Children) {
+			if roundTable < len(p.Children) || (p.OneDelete && sent > 0) {
 				return nil
 			}
 			vars[0] = before

@@ -41,6 +41,9 @@ type Purge struct {
 	// Runs deletes those of the runs whose IDs are the PurgeRuns vars after
 	// vars[0] that may still be purged at vars[0].
 	Runs *Statement
+	// OneDelete runs each delete in a transaction of its own, where its
+	// locks reach past the rows of the runs it deletes.
+	OneDelete bool
 	// TxOptions are the options of the transactions in which a purge
 	// locks its runs and deletes their rows.
 	TxOptions *sql.TxOptions

@@ -182,14 +182,16 @@ var constraintName = regexp.MustCompile("CONSTRAINT `([^`]+)`")
 
 // purge locks its runs with SKIP LOCKED, so that concurrent purgers take
 // different runs and never wait for each other, in transactions at READ
-// COMMITTED: there InnoDB takes no gap locks for its searches and frees
-// at once the lock of a row it read but did not match, so the only locks a
-// purge holds are on rows of the runs it deletes, and no writer of another
-// run waits for it longer than the statement that reads its row. The lock
-// on a run conflicts with the shared lock a child's foreign key check
-// takes, so no child of a locked run is created while its rows are
-// deleted. A single-table DELETE takes a LIMIT, and since MariaDB 10.3 a
-// subquery on its own table.
+// COMMITTED: there InnoDB takes no gap locks for its searches and frees at
+// once the lock of a row it read but did not match, so a writer of another
+// run waits at most for the statement that reads its row. But foreign key
+// checks lock the gap beside each key they look up, in deletes too, and an
+// insert of another run's child may need that gap: each delete runs in a
+// transaction of its own (OneDelete), so that such an insert waits for one
+// statement at most. The lock on a run conflicts with the shared lock a
+// child's foreign key check takes, so no child of a locked run is created
+// while its rows are deleted. A single-table DELETE takes a LIMIT, and
+// since MariaDB 10.3 a subquery on its own table.
 var purge = dialect.Purge{
 	Claim: dialect.Positional(`SELECT r.id FROM feature_runs AS r
 WHERE ` + dialect.Purgeable("r", "$1") + `
@@ -206,5 +208,6 @@ LIMIT $1`),
 		dialect.Positional(`DELETE FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1`),
 	},
 	Runs:      dialect.Positional(`DELETE FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("feature_runs", "$1")),
+	OneDelete: true,
 	TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 }
