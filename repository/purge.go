@@ -12,10 +12,12 @@ import (
 // PurgeChildRows is the most rows of one child table (agent_invocations,
 // phase_results, sandboxes or cta_events) that one statement of
 // [Repository.PurgeFeatureRuns] deletes. It bounds how long a statement
-// runs and how many row locks a purge transaction holds: at 1,000 rows a
-// statement takes a few milliseconds even when the rows hold megabytes of
-// JSON, and a run with millions of invocations is deleted in thousands of
-// short statements rather than one that holds its locks for minutes.
+// runs and how many row locks a purge transaction holds, whatever the
+// size of a run: a run with millions of invocations is deleted in
+// thousands of short statements, not one that holds its locks for
+// minutes. Its rows may hold megabytes of JSON each, which a statement
+// writes to the database's log as it deletes them, so the cap is kept
+// small.
 const PurgeChildRows = 1000
 
 // PurgeFeatureRuns deletes at most limit feature runs that completed or
@@ -29,9 +31,9 @@ const PurgeChildRows = 1000
 // It never deletes a running run, nor a run with a sandbox that is not
 // stopped or failed, nor one with a pending CTA event: those are for
 // [Repository.LeakedSandboxes] and [Repository.ExpireCTAEvents] to
-// resolve, after which a later call deletes the run. Completed, failed and
-// timed-out children of other kinds go with their run whatever their
-// status (a running agent invocation of a completed run included).
+// resolve, after which a later call deletes the run. Phase results and
+// agent invocations go with their run whatever their status (a running
+// invocation of a completed run included).
 //
 // A call works on batches of up to 100 runs. It claims a batch, deletes its
 // rows table by table, agent invocations first (each only once no other
@@ -54,9 +56,10 @@ const PurgeChildRows = 1000
 // waits for it. On MariaDB a transaction runs one delete, at READ
 // COMMITTED: InnoDB's foreign key checks lock the gaps beside the keys
 // they look up, which an insert of another run's child may need, so
-// those locks are held for one statement. On SQLite, which runs one write at a time, the statements
-// run on their own, holding nothing between them; purgers running at once
-// may work on the same runs, and each run is deleted, and counted, once.
+// those locks are held for one statement. On SQLite, which runs one
+// write at a time, the statements run on their own, holding nothing
+// between them; purgers running at once may work on the same runs, and
+// each run is deleted, and counted, once.
 //
 // Inside [Repository.Transaction] every statement is part of the caller's
 // transaction and keeps its locks until it ends (on MariaDB, at the
@@ -76,11 +79,12 @@ const PurgeChildRows = 1000
 // with no children and a NULL step, which fenced moves (see
 // [Repository.AtStep]) then treat as step 0. Purge only runs that no
 // workflow will replay: choose finishedBefore older than the longest time
-// the workflow engine may retry or replay a finished workflow (its
-// retention period), and have a workflow that may still run after its
-// run's purge check, with [Repository.GetFeatureRun] at its start or in
-// the engine's own history, whether it already finished, rather than
-// create the run again. docs/retention.md has more.
+// the workflow engine may retry, reset or replay a finished workflow (its
+// retention period). A workflow that may run again after that should
+// check, in its own history or with [Repository.GetFeatureRun], whether
+// its run already finished, and treat a run it created before that is now
+// [ErrNotFound] as purged, rather than create it again. docs/retention.md
+// has more.
 func (r *Repository) PurgeFeatureRuns(ctx context.Context, finishedBefore time.Time, limit int) (int, error) {
 	const op = "purge feature runs: %w"
 	if limit < 1 {
