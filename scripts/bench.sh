@@ -271,9 +271,9 @@ ${viewsummary}
 ## Retention
 
 \`Repository.PurgeFeatureRuns\` on PostgreSQL holding 1,000,000 runs, each
-with a phase result, an agent invocation and a sub-agent invocation of it,
-a stopped sandbox and a completed CTA event (6 million rows), 90% of them
-finished and purgeable (\`bench/purge_test.go\`, run once with
+with a phase result, an agent invocation, a stopped sandbox and a
+completed CTA event, the oldest 100,000 with a sub-agent invocation too
+(5.1 million rows), 90% of them finished and purgeable (\`bench/purge_test.go\`, run once with
 \`BENCH_PURGE=1\`). *Workload* is 4 workers each creating a run, a phase
 and an invocation, finishing them and completing the run, 7 writes in a
 row on runs the purge never takes, for 20 s: first alone, then while one
