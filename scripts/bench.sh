@@ -100,8 +100,9 @@ purgeraw=bench/testdata/bench-purge.txt
 if [ -n "${BENCH_PURGE:-}" ]; then
 	echo "purge benchmark (seeds a million runs)" >&2
 	go test ./bench/ -run '^TestPurgeBenchmark$' -v -count 1 -timeout 60m |
-		sed -n 's/^ *purge_test\.go:[0-9]*: //p' >"$purgeraw"
-	echo "taken $(date -u '+%Y-%m-%d %H:%M UTC') at $(git describe --always --dirty 2>/dev/null || echo unknown)" >>"$purgeraw"
+		sed -n 's/^ *purge_test\.go:[0-9]*: //p' | grep -v '^seed statement' >"$purgeraw"
+	echo "taken $(date -u '+%Y-%m-%d %H:%M UTC') at $(git describe --always --dirty 2>/dev/null || echo unknown)," \
+		"load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >>"$purgeraw"
 fi
 purgesummary="not run yet: BENCH_PURGE=1 scripts/bench.sh"
 if [ -s "$purgeraw" ]; then
@@ -273,10 +274,11 @@ ${viewsummary}
 \`Repository.PurgeFeatureRuns\` on PostgreSQL holding 1,000,000 runs, each
 with a phase result, an agent invocation, a stopped sandbox and a
 completed CTA event, the oldest 100,000 with a sub-agent invocation too
-(5.1 million rows), 90% of them finished and purgeable (\`bench/purge_test.go\`, run once with
-\`BENCH_PURGE=1\`). *Workload* is 4 workers each creating a run, a phase
-and an invocation, finishing them and completing the run, 7 writes in a
-row on runs the purge never takes, for 20 s: first alone, then while one
+(5.1 million rows), 90% of them finished and purgeable
+(\`bench/purge_test.go\`, run once with \`BENCH_PURGE=1\`). *Workload* is
+4 workers each creating a run, a phase and an invocation, finishing them
+and completing the run, 7 writes in a row on runs the purge never takes,
+for 20 s: first alone, then while one
 purger calls \`PurgeFeatureRuns(ctx, cutoff, 1000)\` in a loop; latency is
 per write. Then one purger, and four, purge alone for 20 s each. Each
 line is one measurement, not a median.
