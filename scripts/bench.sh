@@ -278,10 +278,10 @@ completed CTA event, the oldest 100,000 with a sub-agent invocation too
 (\`bench/purge_test.go\`, run once with \`BENCH_PURGE=1\`). *Workload* is
 4 workers each creating a run, a phase and an invocation, finishing them
 and completing the run, 7 writes in a row on runs the purge never takes,
-for 20 s: first alone, then while one
-purger calls \`PurgeFeatureRuns(ctx, cutoff, 1000)\` in a loop; latency is
-per write. Then one purger, and four, purge alone for 20 s each. Each
-line is one measurement, not a median.
+for 20 s: first alone, then while one purger calls
+\`PurgeFeatureRuns(ctx, cutoff, 1000)\` in a loop; latency is per write.
+Then one purger, and four, purge alone for 20 s each. Each line is one
+measurement, not a median, on the machine whose load is given last.
 
 \`\`\`
 ${purgesummary}
