@@ -45,6 +45,8 @@ type Dialect struct {
 	// and updated_at to vars[1], and returns their IDs; see Expire for
 	// vars[3] and vars[4].
 	ExpireCTAEvents Expire
+	// Purge deletes old runs with their children; see Purge.
+	Purge Purge
 	// Snapshot are the options of a transaction whose reads all see one
 	// snapshot of the database.
 	Snapshot *sql.TxOptions

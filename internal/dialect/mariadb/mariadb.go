@@ -118,6 +118,7 @@ SET c.status = 'timed_out', c.resolved_at = $1, c.updated_at = $2
 WHERE c.status = 'pending'`),
 		TxOptions: &sql.TxOptions{Isolation: sql.LevelRepeatableRead},
 	},
+	Purge: purge,
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
 		var myErr *mysql.MySQLError
 		if !errors.As(err, &myErr) || (myErr.Number != 1452 && myErr.Number != 1216) {
@@ -189,3 +190,35 @@ const (
 // constraintName finds the name of the foreign key in MariaDB's message
 // for its violation.
 var constraintName = regexp.MustCompile("CONSTRAINT `([^`]+)`")
+
+// purge locks its runs with SKIP LOCKED, so that concurrent purgers take
+// different runs and never wait for each other, in transactions at READ
+// COMMITTED: there InnoDB takes no gap locks for its searches and frees at
+// once the lock of a row it read but did not match, so a writer of another
+// run waits at most for the statement that reads its row. But foreign key
+// checks lock the gap beside each key they look up, in deletes too, and an
+// insert of another run's child may need that gap: each delete runs in a
+// transaction of its own (OneDelete), so that such an insert waits for one
+// statement at most. The lock on a run conflicts with the shared lock a
+// child's foreign key check takes, so no child of a locked run is created
+// while its rows are deleted. A single-table DELETE takes a LIMIT, and
+// since MariaDB 10.3 a subquery on its own table.
+var purge = dialect.Purge{
+	Claim: dialect.Positional(`SELECT r.id FROM feature_runs AS r
+WHERE ` + dialect.Purgeable("r", "$1") + `
+ORDER BY r.status, r.created_at, r.id
+LIMIT $2
+FOR UPDATE SKIP LOCKED`),
+	Lock: dialect.Positional(`SELECT id FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(1) + `) FOR UPDATE SKIP LOCKED`),
+	Children: []*dialect.Statement{
+		dialect.Positional(`DELETE FROM agent_invocations WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `)
+AND NOT EXISTS (SELECT 1 FROM agent_invocations AS c WHERE c.parent_invocation_id = agent_invocations.id)
+LIMIT $1`),
+		dialect.Positional(`DELETE FROM phase_results WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) LIMIT $1`),
+		dialect.Positional(`DELETE FROM sandboxes WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status IN ('stopped', 'failed') LIMIT $1`),
+		dialect.Positional(`DELETE FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1`),
+	},
+	Runs:      dialect.Positional(`DELETE FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("feature_runs", "$1")),
+	OneDelete: true,
+	TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+}

@@ -84,6 +84,7 @@ WHERE id IN (
 	LIMIT ?3
 )
 RETURNING id`, Vars: []int{0, 1, 2}}},
+	Purge: purge,
 	ForeignKey: func(db *gorm.DB, err error) (string, bool) {
 		if t, ok := db.Dialector.(gorm.ErrorTranslator); ok && errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated) {
 			return "", true
@@ -125,4 +126,29 @@ func triggeredForeignKey(err error) (string, bool) {
 // comment on Dialect.
 func key(e, doc string) string {
 	return `CASE ` + e + `.type WHEN 'text' THEN json_quote(` + e + `.value) WHEN 'integer' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'real' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'null' THEN 'null' WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE ` + e + `.value END`
+}
+
+// purge locks nothing: SQLite runs one write at a time, each statement of
+// a purge sees every row as last committed, and the delete of the runs,
+// last, checks again that each may still be purged. Purgers running at
+// once may claim the same runs; each run is still deleted by one of them.
+var purge = dialect.Purge{
+	Claim: &dialect.Statement{SQL: dialect.Numbered(`SELECT r.id FROM feature_runs AS r
+WHERE ` + dialect.Purgeable("r", "$1") + `
+ORDER BY r.status, r.created_at, r.id
+LIMIT $2`)},
+	Children: []*dialect.Statement{
+		{SQL: dialect.Numbered(`DELETE FROM agent_invocations WHERE id IN (
+	SELECT a.id FROM agent_invocations AS a
+	WHERE a.feature_run_id IN (` + dialect.PurgeIDs(2) + `)
+	AND NOT EXISTS (SELECT 1 FROM agent_invocations AS c WHERE c.parent_invocation_id = a.id)
+	LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM phase_results WHERE id IN (
+	SELECT id FROM phase_results WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM sandboxes WHERE id IN (
+	SELECT id FROM sandboxes WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status IN ('stopped', 'failed') LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM cta_events WHERE id IN (
+	SELECT id FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1)`)},
+	},
+	Runs: &dialect.Statement{SQL: dialect.Numbered(`DELETE FROM feature_runs AS r WHERE r.id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("r", "$1"))},
 }
