@@ -148,7 +148,7 @@ func (r *Repository) purgeBatch(ctx context.Context, before time.Time, n int) (d
 			}
 			vars := padIDs([]any{PurgeChildRows}, roundIDs)
 			sent := 0
-			for rows := int64(0); roundTable < len(p.Children) && rows < PurgeChildRows && !(p.OneDelete && sent > 0); sent++ {
+			for rows := int64(0); roundTable < len(p.Children) && rows < PurgeChildRows && (!p.OneDelete || sent == 0); sent++ {
 				k, err := tx.exec(ctx, dialect.PurgeChildTables[roundTable], p.Children[roundTable].SQL, p.Children[roundTable].Args(vars))
 				if err != nil {
 					return err

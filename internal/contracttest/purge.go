@@ -2,7 +2,6 @@ package contracttest
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -292,7 +291,7 @@ func (e *env) requireGone(runs ...uuid.UUID) {
 func (e *env) requireRun(run uuid.UUID) {
 	e.t.Helper()
 	_, err := e.repo.GetFeatureRun(e.ctx, run)
-	require.NoError(e.t, err, fmt.Sprintf("run %s", run))
+	require.NoError(e.t, err, "run %s", run)
 }
 
 // waitPast waits until the clock is past t, so that what is written next

@@ -32,7 +32,9 @@ func Citus(t testing.TB) *gorm.DB {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s is required when CI is set: scripts/citus.sh start prints it", CitusEnvVar)
 		}
-		citusSkipped.Do(func() { t.Logf("skipping the Citus tests: %s is unset (scripts/citus.sh start prints it)", CitusEnvVar) })
+		citusSkipped.Do(func() {
+			t.Logf("skipping the Citus tests: %s is unset (scripts/citus.sh start prints it)", CitusEnvVar)
+		})
 		t.SkipNow()
 	}
 	sqlDB, schema := postgres.FreshSchema(t, dsn, nil)
