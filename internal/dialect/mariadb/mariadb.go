@@ -166,7 +166,7 @@ WHERE c.status = 'pending'`),
 		var myErr *mysql.MySQLError
 		return errors.As(err, &myErr) && myErr.Number == 1461
 	},
-	Migrate:        migrate,
+	Migrate: migrate,
 	Schemas: &dialect.Schemas{
 		// A schema is a database, and these are the server's own.
 		Reserved: func(name string) bool {
