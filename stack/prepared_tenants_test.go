@@ -39,6 +39,21 @@ const (
 // repository.ErrPreparedStatementLimit, still wrapping the driver's error
 // 1461, and the counts are logged as docs/tenants.md quotes them.
 func TestPreparedStatementsAcrossTenants(t *testing.T) {
+	driveTenants(t, 0)
+}
+
+// TestPreparedStatementsAcrossTenantsBounded is
+// TestPreparedStatementsAcrossTenants with GORM's cache bounded by
+// PrepareStmtMaxSize to the server's limit over the connections, less a
+// margin for statements closed late: its least recently used statements
+// are closed on every connection, and no tenant reaches the limit.
+func TestPreparedStatementsAcrossTenantsBounded(t *testing.T) {
+	driveTenants(t, tenantPreparedLimit/tenantConns-50)
+}
+
+// driveTenants drives tenants as TestPreparedStatementsAcrossTenants
+// says, with GORM's PrepareStmtMaxSize maxSize (0: unbounded).
+func driveTenants(t *testing.T, maxSize int) {
 	server := dbtest.PrivateMariaDB(t, fmt.Sprintf("--max-prepared-stmt-count=%d", tenantPreparedLimit))
 	d := openDatabase(t, server.Database())
 	d.sqlDB.SetMaxOpenConns(tenantConns)
@@ -54,13 +69,17 @@ func TestPreparedStatementsAcrossTenants(t *testing.T) {
 	t.Cleanup(func() { _ = migratorDB.Close() })
 	migrator, err := gorm.Open(d.dialect.Test.Dialector(migratorDB), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
-	db := d.open(&gorm.Config{PrepareStmt: true})
+	db := d.open(&gorm.Config{PrepareStmt: true, PrepareStmtMaxSize: maxSize})
 	cache, ok := db.ConnPool.(*gorm.PreparedStmtDB)
 	require.True(t, ok, "PrepareStmt makes the pool a *gorm.PreparedStmtDB, not %T", db.ConnPool)
 
 	var before int
 	var last error
-	for k := 1; k <= 100 && last == nil; k++ {
+	tenants := 100
+	if maxSize > 0 {
+		tenants = 30
+	}
+	for k := 1; k <= tenants && last == nil; k++ {
 		name := fmt.Sprintf("tenant_%03d", k)
 		require.NoError(t, migrate.Up(d.ctx, migrator, migrate.InSchema(name)))
 		repo := repository.New(db, repository.InSchema(name))
@@ -89,6 +108,10 @@ func TestPreparedStatementsAcrossTenants(t *testing.T) {
 		if last != nil {
 			break
 		}
+		if maxSize > 0 {
+			assert.LessOrEqual(t, cached, maxSize, "GORM's cache is bounded")
+			continue
+		}
 		// About 23 texts each: the sweeper's claim takes one of two
 		// statements, which varies with what the writes of the other keys
 		// left due.
@@ -98,6 +121,10 @@ func TestPreparedStatementsAcrossTenants(t *testing.T) {
 		if k > 1 {
 			assert.Greater(t, count, int64(cached), "statements are prepared on more than one connection")
 		}
+	}
+	if maxSize > 0 {
+		require.NoError(t, last, "%d tenants with GORM's cache bounded to %d", tenants, maxSize)
+		return
 	}
 	require.Error(t, last, "the server's limit of %d is reached", tenantPreparedLimit)
 	require.ErrorIs(t, last, repository.ErrPreparedStatementLimit)
