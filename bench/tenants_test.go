@@ -491,3 +491,36 @@ func (w *wireConn) scan(p []byte) {
 		w.skip = int(binary.BigEndian.Uint32(w.hdr[1:5])) - 4
 	}
 }
+
+// TestWireCounter checks the counts BenchmarkTenants reports on a stream
+// of a startup message, a Parse, a Bind and a Sync, then a Query, written
+// in pieces that split headers and bodies.
+func TestWireCounter(t *testing.T) {
+	msg := func(typ byte, body string) []byte {
+		m := []byte{typ, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(m[1:], uint32(4+len(body)))
+		return append(m, body...)
+	}
+	startup := binary.BigEndian.AppendUint32(nil, uint32(4+4+len("user\x00postgres\x00\x00")))
+	startup = binary.BigEndian.AppendUint32(startup, 196608)
+	startup = append(startup, "user\x00postgres\x00\x00"...)
+	var stream []byte
+	stream = append(stream, startup...)
+	// A Parse whose body holds the letters P and S, which must not count.
+	stream = append(stream, msg('P', "stmt\x00SELECT 'PS'\x00\x00\x00")...)
+	stream = append(stream, msg('B', "\x00stmt\x00\x00\x00\x00\x00\x00\x00")...)
+	stream = append(stream, msg('S', "")...)
+	stream = append(stream, msg('Q', "SELECT 1\x00")...)
+	for _, piece := range []int{1, 2, 3, 7, len(stream)} {
+		var c wireCounter
+		w := &wireConn{c: &c, untyped: true}
+		for rest := stream; len(rest) > 0; {
+			n := min(piece, len(rest))
+			w.scan(rest[:n])
+			rest = rest[n:]
+		}
+		if got, want := c.snapshot(), (wireCounts{parses: 1, trips: 2}); got != want {
+			t.Errorf("written %d bytes at a time: counted %+v, want %+v", piece, got, want)
+		}
+	}
+}
