@@ -45,9 +45,12 @@ var (
 // takes about a second. The server reads no option file, so that nothing
 // of the machine's server leaks into it: it has the character set and
 // collation Debian's configuration gives the test server, and no grant
-// tables, so root needs no password. Without the executables the test is
-// skipped, or fails where the CI environment variable is set.
-func PrivateMariaDB(tb testing.TB) *PrivateServer {
+// tables, so root needs no password. options are added to mariadbd's
+// command line, such as --max-prepared-stmt-count=1000: a test changes the
+// server's global settings there, never on a server it shares. Without the
+// executables the test is skipped, or fails where the CI environment
+// variable is set.
+func PrivateMariaDB(tb testing.TB, options ...string) *PrivateServer {
 	tb.Helper()
 	server, install := lookPath(mariadbd), lookPath(mariadbInstall)
 	if server == "" || install == "" {
@@ -104,6 +107,7 @@ func PrivateMariaDB(tb testing.TB) *PrivateServer {
 		// to disk at each commit.
 		"--innodb-flush-log-at-trx-commit=2",
 	}, user...)
+	args = append(args, options...)
 	// The port is free when chosen but may be taken before mariadbd binds
 	// it, by a test running at the same time: then try another.
 	var lastErr error

@@ -88,6 +88,12 @@ type Dialect struct {
 	// takes, which therefore changed nothing; nil where there is no such
 	// limit.
 	PacketTooLarge func(err error) bool
+	// PreparedLimit recognises the error of a statement the server
+	// refused to prepare because it holds as many prepared statements as
+	// it allows, across all its connections (MariaDB's
+	// max_prepared_stmt_count), which therefore ran nothing; nil where
+	// there is no such limit.
+	PreparedLimit func(err error) bool
 
 	// Migrate brings the tables of models up to date, as migrate.Up
 	// documents, in schema, or where db's connections keep them when

@@ -158,7 +158,16 @@ WHERE c.status = 'pending'`),
 	// max_allowed_packet bounds every statement the Repository sends.
 	Session:        session,
 	PacketTooLarge: packetTooLarge,
-	Migrate:        migrate,
+	// Error 1461 (ER_MAX_PREPARED_STMT_COUNT_REACHED) comes from the
+	// server's count of every connection's statements, not the
+	// Repository's: under GORM's PrepareStmt each tenant's statements are
+	// prepared once per connection, which reaches the limit at a few
+	// hundred tenants (docs/tenants.md).
+	PreparedLimit: func(err error) bool {
+		var myErr *mysql.MySQLError
+		return errors.As(err, &myErr) && myErr.Number == 1461
+	},
+	Migrate: migrate,
 	Schemas: &dialect.Schemas{
 		// A schema is a database, and these are the server's own.
 		Reserved: func(name string) bool {
