@@ -158,13 +158,6 @@ WHERE c.status = 'pending'`),
 	Session:        session,
 	PacketTooLarge: packetTooLarge,
 	Migrate:        migrate,
-	Test: dialect.Test{
-		EnvVar:     "TEST_MARIADB_DSN",
-		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
-		Fresh:      Fresh,
-		Dialector:  dialector,
-		Catalog:    catalog,
-	},
 }
 
 // newMemories are the elements of the new memories $1, with their

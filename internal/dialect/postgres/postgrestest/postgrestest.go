@@ -1,4 +1,6 @@
-package postgres
+// Package postgrestest opens PostgreSQL databases for tests: a schema of
+// its own on the test server for each test.
+package postgrestest
 
 import (
 	"context"
@@ -14,8 +16,19 @@ import (
 	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 
-	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres"
 )
+
+// Test is how tests get a PostgreSQL database.
+var Test = dialecttest.Test{
+	Dialect:    &postgres.Dialect,
+	EnvVar:     "TEST_POSTGRES_DSN",
+	DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+	Fresh:      Fresh,
+	Dialector:  dialector,
+	Catalog:    catalog,
+}
 
 var (
 	adminMu sync.Mutex
@@ -40,14 +53,14 @@ func Admin(tb testing.TB, dsn string) *sql.DB {
 		err = db.PingContext(ctx)
 	}
 	if err != nil {
-		dialect.Unreachable(tb, "PostgreSQL", dsn, err)
+		dialecttest.Unreachable(tb, "PostgreSQL", dsn, err)
 	}
 	admins[dsn] = db
 	return db
 }
 
 // Fresh creates a schema of its own on the server at dsn and returns a
-// pool whose connections use it; see dialect.Test.Fresh.
+// pool whose connections use it; see dialecttest.Test.Fresh.
 func Fresh(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
 	return FreshWithParams(tb, dsn, nil)
@@ -60,7 +73,7 @@ func Fresh(tb testing.TB, dsn string) *sql.DB {
 func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.DB {
 	tb.Helper()
 	admin := Admin(tb, dsn)
-	schema := dialect.TestName()
+	schema := dialecttest.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -95,7 +108,7 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 func Database(tb testing.TB, dsn string) string {
 	tb.Helper()
 	admin := Admin(tb, dsn)
-	name := dialect.TestName()
+	name := dialecttest.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// template0, not the default template1: CREATE DATABASE refuses to copy
