@@ -277,3 +277,7 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMain runs more tests side by side than go test's default, as they
+// mostly wait for the database servers; see dbtest.Parallel.
+func TestMain(m *testing.M) { dbtest.Main(m) }

@@ -34,6 +34,17 @@ type Database struct {
 	Dialect *dialect.Dialect
 }
 
+// Reach skips or fails t, as Open would, when the database is on a test
+// server (as All's are) that does not answer, so that a test running many subtests on
+// it skips once rather than once per subtest. It does nothing for an
+// embedded database.
+func (d Database) Reach(t testing.TB) {
+	t.Helper()
+	if test := TestOf(d.Dialect); test.Server != nil {
+		test.Server(t, test.DSN())
+	}
+}
+
 // Tests lists the test openers of the supported databases, in the order
 // of dialects.All, which lists the databases themselves: supporting
 // another database adds its test package here too (TestEveryDialectHasTest

@@ -1,6 +1,8 @@
 package dbtest
 
 import (
+	"flag"
+	"strconv"
 	"testing"
 
 	"github.com/agentpipeline/persistence/internal/dialects"
@@ -22,5 +24,19 @@ func TestEveryDialectHasTest(t *testing.T) {
 		if n != 1 {
 			t.Errorf("database %s has %d test openers in dbtest.Tests; want 1", d.Name, n)
 		}
+	}
+}
+
+func TestRaiseParallel(t *testing.T) {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	before := flag.Lookup("test.parallel").Value.String()
+	RaiseParallel()
+	got := flag.Lookup("test.parallel").Value.String()
+	switch {
+	case given && got != before:
+		t.Errorf("-test.parallel=%s was given, and RaiseParallel changed it to %s", before, got)
+	case !given && got != strconv.Itoa(Parallel):
+		t.Errorf("-test.parallel is %s after RaiseParallel; want %d", got, Parallel)
 	}
 }

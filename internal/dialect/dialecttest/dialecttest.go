@@ -32,6 +32,10 @@ type Test struct {
 	// no server answers, tb skips, or fails where the CI environment
 	// variable is set.
 	Fresh func(tb testing.TB, dsn string) *sql.DB
+	// Server returns a pool of connections to the server at dsn, shared
+	// by the tests of the process, and skips or fails tb as Fresh does
+	// when no server answers; nil for an embedded database.
+	Server func(tb testing.TB, dsn string) *sql.DB
 	// Dialector returns GORM's dialector of the database over conn.
 	Dialector func(conn gorm.ConnPool) gorm.Dialector
 	// Catalog describes the schema of db as lines, one per object, for

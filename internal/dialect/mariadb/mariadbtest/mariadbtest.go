@@ -22,6 +22,7 @@ var Test = dialecttest.Test{
 	EnvVar:     "TEST_MARIADB_DSN",
 	DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
 	Fresh:      Fresh,
+	Server:     Admin,
 	Dialector:  dialector,
 	Catalog:    catalog,
 }

@@ -26,6 +26,7 @@ var Test = dialecttest.Test{
 	EnvVar:     "TEST_POSTGRES_DSN",
 	DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 	Fresh:      Fresh,
+	Server:     Admin,
 	Dialector:  dialector,
 	Catalog:    catalog,
 }
