@@ -25,7 +25,7 @@ func (r *recorder) end(line string) {
 	runtime.Goexit()
 }
 
-func (r *recorder) SkipNow()                        { r.end("skip") }
+func (r *recorder) SkipNow()                         { r.end("skip") }
 func (r *recorder) Skipf(format string, args ...any) { r.end("skip: " + fmt.Sprintf(format, args...)) }
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.end("fail: " + fmt.Sprintf(format, args...))
