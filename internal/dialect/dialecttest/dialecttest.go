@@ -6,12 +6,14 @@
 package dialecttest
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -58,6 +60,45 @@ func Name() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return "test_" + hex.EncodeToString(b)
+}
+
+var (
+	adminMu sync.Mutex
+	admins  = map[string]*sql.DB{}
+	// down holds why each server that did not answer did not, so that
+	// the tests after the first skip at once rather than each waiting for
+	// the server again.
+	down = map[string]error{}
+)
+
+// Admin returns a pool of connections to the server of kind at dsn,
+// opened with driver and driverDSN (dsn as the driver reads it), shared
+// by the tests of the process. When the server does not answer, tb skips
+// or fails as Unreachable says.
+func Admin(tb testing.TB, kind, dsn, driver, driverDSN string) *sql.DB {
+	tb.Helper()
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if db, ok := admins[dsn]; ok {
+		return db
+	}
+	err, ok := down[dsn]
+	if !ok {
+		var db *sql.DB
+		db, err = sql.Open(driver, driverDSN)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err = db.PingContext(ctx); err == nil {
+				admins[dsn] = db
+				return db
+			}
+			_ = db.Close()
+		}
+		down[dsn] = err
+	}
+	Unreachable(tb, kind, dsn, err)
+	return nil
 }
 
 // reported holds the servers already reported absent in this test binary.

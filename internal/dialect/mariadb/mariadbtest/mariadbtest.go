@@ -5,7 +5,6 @@ package mariadbtest
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,11 +26,6 @@ var Test = dialecttest.Test{
 	Catalog:    catalog,
 }
 
-var (
-	adminMu sync.Mutex
-	admins  = map[string]*sql.DB{}
-)
-
 // Admin returns a pool of connections to the server at dsn, shared by the
 // tests of the process, for tests that inspect the server itself. When no
 // server answers, tb skips, or fails where the CI environment variable is
@@ -42,22 +36,7 @@ func Admin(tb testing.TB, dsn string) *sql.DB {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	adminMu.Lock()
-	defer adminMu.Unlock()
-	if db, ok := admins[dsn]; ok {
-		return db
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = db.PingContext(ctx)
-	}
-	if err != nil {
-		dialecttest.Unreachable(tb, "MariaDB", dsn, err)
-	}
-	admins[dsn] = db
-	return db
+	return dialecttest.Admin(tb, "MariaDB", dsn, "mysql", cfg.FormatDSN())
 }
 
 // Database creates an empty database of its own through the connections

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,33 +30,13 @@ var Test = dialecttest.Test{
 	Catalog:    catalog,
 }
 
-var (
-	adminMu sync.Mutex
-	admins  = map[string]*sql.DB{}
-)
-
 // Admin returns a pool of connections to the default schema of the server
 // at dsn, shared by the tests of the process, for tests that inspect the
 // server itself. When no server answers, tb skips, or fails where the CI
 // environment variable is set.
 func Admin(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	adminMu.Lock()
-	defer adminMu.Unlock()
-	if db, ok := admins[dsn]; ok {
-		return db
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = db.PingContext(ctx)
-	}
-	if err != nil {
-		dialecttest.Unreachable(tb, "PostgreSQL", dsn, err)
-	}
-	admins[dsn] = db
-	return db
+	return dialecttest.Admin(tb, "PostgreSQL", dsn, "pgx", dsn)
 }
 
 // Fresh creates a schema of its own on the server at dsn and returns a
