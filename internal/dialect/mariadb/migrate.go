@@ -17,8 +17,9 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
-// lockName is the named lock (GET_LOCK) that serialises migrations.
-const lockName = "agentpipeline/persistence migrate"
+// lockName, followed by the MD5 of the database's name, is the named lock
+// (GET_LOCK) that serialises the migrations of a database.
+const lockName = "agentpipeline/persistence:"
 
 // MinVersion is the oldest MariaDB the package supports: the one it is
 // tested on. migrate refuses older servers, as it refuses MySQL: the
@@ -54,13 +55,16 @@ func migrate(db *gorm.DB, _ []any, files fs.FS) error {
 		var got sql.NullInt64
 		// GET_LOCK's timeout is in seconds; the context ends the wait
 		// sooner, by closing the connection, which frees the lock too.
-		if err := conn.Raw("SELECT GET_LOCK(?, ?)", lockName, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
+		// The lock is the database's: migrations of one database wait for
+		// each other, and those of others, such as each test's own, do
+		// not. A lock's name has at most 64 characters, a database's too.
+		if err := conn.Raw("SELECT GET_LOCK(CONCAT(?, MD5(COALESCE(DATABASE(), ''))), ?)", lockName, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if got.Int64 != 1 {
 			return fmt.Errorf("lock: another migration held %q too long", lockName)
 		}
-		defer conn.Exec("SELECT RELEASE_LOCK(?)", lockName)
+		defer conn.Exec("SELECT RELEASE_LOCK(CONCAT(?, MD5(COALESCE(DATABASE(), ''))))", lockName)
 		var tables []string
 		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error; err != nil {
 			return err

@@ -9,9 +9,10 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// advisoryLockKey is the PostgreSQL advisory lock that serialises
-// migrations. It is an arbitrary constant ("agentpip" in ASCII) that no
-// other application is likely to take.
+// advisoryLockKey, mixed with a hash of the schema's name, is the
+// PostgreSQL advisory lock that serialises the migrations of a schema. It
+// is an arbitrary constant ("agentpip" in ASCII) that no other application
+// is likely to take.
 const advisoryLockKey = 0x6167656e74706970
 
 // parentRelation is the field of models.AgentInvocation whose foreign key
@@ -24,7 +25,9 @@ const parentRelation = "ParentInvocation"
 // table in place, so nothing needs refusing.
 func migrate(db *gorm.DB, all []any, _ fs.FS) error {
 	return db.Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", advisoryLockKey).Error; err != nil {
+		// The key is the schema's: migrations of one schema wait for each
+		// other, and those of others, such as each test's own, do not.
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(CAST(? AS bigint) # hashtextextended(current_schema(), 0))", advisoryLockKey).Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if err := tx.AutoMigrate(all...); err != nil {
