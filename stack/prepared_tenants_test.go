@@ -67,7 +67,7 @@ func driveTenants(t *testing.T, maxSize int) {
 	migratorDB, err := sql.Open("mysql", cfg.FormatDSN())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = migratorDB.Close() })
-	migrator, err := gorm.Open(d.dialect.Test.Dialector(migratorDB), &gorm.Config{Logger: logger.Discard})
+	migrator, err := gorm.Open(dbtest.TestOf(d.dialect).Dialector(migratorDB), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	db := d.open(&gorm.Config{PrepareStmt: true, PrepareStmtMaxSize: maxSize})
 	cache, ok := db.ConnPool.(*gorm.PreparedStmtDB)

@@ -8,6 +8,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect/postgres"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
 )
 
 // CitusEnvVar names the environment variable that holds the DSN of a
@@ -37,7 +38,7 @@ func Citus(t testing.TB) *gorm.DB {
 		})
 		t.SkipNow()
 	}
-	sqlDB, schema := postgres.FreshSchema(t, dsn, nil)
+	sqlDB, schema := postgrestest.FreshSchema(t, dsn, nil)
 	db := open(t, &postgres.Dialect, sqlDB)
 	tenants.Store(db, schema)
 	t.Cleanup(func() { tenants.Delete(db) })

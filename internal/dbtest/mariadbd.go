@@ -19,6 +19,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
 )
 
 // PrivateServer is a MariaDB server of one test's own, for tests that read
@@ -205,7 +206,7 @@ func (s *PrivateServer) Database() Database {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.DBName = mariadb.Database(t, s.Admin)
+		cfg.DBName = mariadbtest.Database(t, s.Admin)
 		sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
 		if err != nil {
 			t.Fatalf("open MariaDB: %v", err)

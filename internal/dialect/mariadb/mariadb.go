@@ -179,13 +179,6 @@ WHERE c.status = 'pending'`),
 		},
 		Drop: "DROP DATABASE IF EXISTS %s",
 	},
-	Test: dialect.Test{
-		EnvVar:     "TEST_MARIADB_DSN",
-		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
-		Fresh:      Fresh,
-		Dialector:  dialector,
-		Catalog:    catalog,
-	},
 }
 
 // newMemories are the elements of the new memories $1, with their

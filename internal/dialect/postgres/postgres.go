@@ -176,13 +176,6 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 		},
 		Drop: "DROP SCHEMA IF EXISTS %s CASCADE",
 	},
-	Test: dialect.Test{
-		EnvVar:     "TEST_POSTGRES_DSN",
-		DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-		Fresh:      Fresh,
-		Dialector:  dialector,
-		Catalog:    catalog,
-	},
 }
 
 // absent is true when the new value n.v is not in the memories
