@@ -14,7 +14,6 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/dialect"
-	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -111,14 +110,7 @@ func TestPurgeUsesIndexes(t *testing.T) {
 	for _, d := range dbtest.All() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			db := d.Open(t)
-			if d.Name == "sqlite" {
-				sqlDB, err := db.DB()
-				require.NoError(t, err)
-				sqlDB.SetMaxOpenConns(1)
-			}
-			ctx := t.Context()
-			require.NoError(t, migrate.Up(ctx, db))
+			db, ctx := openForLoads(t, d)
 			loads := runListLoads[d.Name]
 			analyze := loads[len(loads)-1]
 			loads = append(append(append(loads[:len(loads)-1:len(loads)-1], purgeLoads[d.Name]...), purgeable...), analyze)
