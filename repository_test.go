@@ -13,9 +13,17 @@ import (
 
 // TestContract runs the repository contract suite on every supported
 // database: an in-memory SQLite, a real PostgreSQL and a real MariaDB.
+//
+// The databases run side by side, each test on a database or schema of
+// its own: one after another, they took the sum of their times.
 func TestContract(t *testing.T) {
+	t.Parallel()
 	for _, db := range dbtest.All() {
-		t.Run(db.Name, func(t *testing.T) { contracttest.Run(t, db.Open) })
+		t.Run(db.Name, func(t *testing.T) {
+			t.Parallel()
+			db.Reach(t)
+			contracttest.Run(t, db.Open)
+		})
 	}
 }
 
@@ -26,7 +34,13 @@ func TestContract(t *testing.T) {
 // already as asked. The repository accepts the setting, so every answer
 // must be the same.
 func TestContractOnMariaDBWithClientFoundRows(t *testing.T) {
+	t.Parallel()
+	dbtest.MariaDBServer(t) // skips once, not once per test, without a server
 	contracttest.Run(t, func(t testing.TB) *gorm.DB {
 		return dbtest.MariaDBWith(t, func(c *mysql.Config) { c.ClientFoundRows = true })
 	})
 }
+
+// TestMain runs more tests side by side than go test's default, as they
+// mostly wait for the database servers; see dbtest.Parallel.
+func TestMain(m *testing.M) { dbtest.Main(m) }

@@ -181,6 +181,9 @@ func TestMain(m *testing.M) {
 	if sharedMariaDB.env != nil {
 		errs = append(errs, sharedMariaDB.env.close())
 	}
+	if sharedTenants.env != nil {
+		errs = append(errs, sharedTenants.env.close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		log.Printf("bench: %v", err)
 		if code == 0 {

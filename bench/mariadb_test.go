@@ -15,7 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
-	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 	"github.com/agentpipeline/persistence/internal/workload"
 	"github.com/agentpipeline/persistence/migrate"
@@ -131,7 +131,7 @@ func setupMariaDB(tb testing.TB) *mariadbEnv {
 		}
 	})
 	if sh.unreachable != nil {
-		dialect.Unreachable(tb, "MariaDB", dbtest.MariaDBDSN(), sh.unreachable)
+		dialecttest.Unreachable(tb, "MariaDB", dbtest.MariaDBDSN(), sh.unreachable)
 	}
 	if sh.err != nil {
 		tb.Fatalf("MariaDB benchmark database: %v", sh.err)

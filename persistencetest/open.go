@@ -18,6 +18,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
 	"github.com/agentpipeline/persistence/migrate"
 )
 
@@ -121,7 +122,7 @@ func OpenMariaDB(tb testing.TB, dsn string) *gorm.DB {
 		tb.Fatalf("persistencetest: open MariaDB: %v", err)
 	}
 	tb.Cleanup(func() { _ = admin.Close() })
-	cfg.DBName = mariadb.Database(tb, admin)
+	cfg.DBName = mariadbtest.Database(tb, admin)
 	sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		tb.Fatalf("persistencetest: open MariaDB: %v", err)

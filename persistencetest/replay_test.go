@@ -447,7 +447,9 @@ func TestRequireReplaySafeInSchema(t *testing.T) {
 			broken = append(broken, persistencetest.Step{Name: "remember", Run: func(ctx context.Context, repo *repository.Repository) error {
 				return repo.UpdateFeatureRunMemories(ctx, repository.StableID("evt-tenant-broken", "run"), []any{"at " + time.Now().String()})
 			}})
-			failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, c.open, broken, inSchema, persistencetest.NoZombies()) })
+			failed, msgs := runFake(t, func(tb testing.TB) {
+				persistencetest.RequireReplaySafe(tb, c.open, broken, inSchema, persistencetest.NoZombies())
+			})
 			if !failed || len(msgs) == 0 || !strings.Contains(msgs[0], `after step 3 of 3, "remember", ran twice`) {
 				t.Fatalf("got failures %q", msgs)
 			}

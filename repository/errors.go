@@ -25,6 +25,17 @@ var (
 	ErrInvalidTransition = errors.New("invalid transition")
 )
 
+// ErrPreparedStatementLimit means the server refused to prepare a
+// statement because it already holds as many prepared statements as it
+// allows, across all its connections and clients: MariaDB's
+// max_prepared_stmt_count (16,382 by default), under GORM's PrepareStmt,
+// which prepares each statement text once per connection. A Repository in
+// a tenant schema has statement texts of its own, so the count grows with
+// tenants × connections. The statement ran nothing; the error wraps the
+// driver's. Turn PrepareStmt off, or bound gorm.Config.PrepareStmtMaxSize:
+// see docs/tenants.md.
+var ErrPreparedStatementLimit = dialect.ErrPreparedStatementLimit
+
 // ErrUnsupportedSetting means a setting of the connections or the server
 // keeps the package from keeping its promises, such as autocommit=0 on
 // MariaDB: every method returns it, before any write, until the setting

@@ -307,5 +307,8 @@ func (r *Repository) translate(ctx context.Context, err error) error {
 		r.server.session.Store(nil)
 		return &packetError{arg: -1, refused: err}
 	}
+	if r.dialect.PreparedLimit != nil && r.dialect.PreparedLimit(err) {
+		return fmt.Errorf("%w: %w", ErrPreparedStatementLimit, err)
+	}
 	return err
 }

@@ -164,16 +164,7 @@ func TestRunListReadsUseIndexes(t *testing.T) {
 	for _, d := range dbtest.All() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			db := d.Open(t)
-			if d.Name == "sqlite" {
-				// The load's temporary table and the repository share the
-				// one connection of an in-memory database.
-				sqlDB, err := db.DB()
-				require.NoError(t, err)
-				sqlDB.SetMaxOpenConns(1)
-			}
-			ctx := t.Context()
-			require.NoError(t, migrate.Up(ctx, db))
+			db, ctx := openForLoads(t, d)
 			start := time.Now()
 			require.NoError(t, db.Connection(func(conn *gorm.DB) error {
 				for _, q := range runListLoads[d.Name] {
@@ -269,4 +260,21 @@ func TestRunListReadsUseIndexes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openForLoads opens a fresh, migrated database of d for a test that
+// loads 100,000 runs into it.
+func openForLoads(t *testing.T, d dbtest.Database) (*gorm.DB, context.Context) {
+	t.Helper()
+	db := d.Open(t)
+	if d.Name == "sqlite" {
+		// The load's temporary table and the repository share the one
+		// connection of an in-memory database.
+		sqlDB, err := db.DB()
+		require.NoError(t, err)
+		sqlDB.SetMaxOpenConns(1)
+	}
+	ctx := t.Context()
+	require.NoError(t, migrate.Up(ctx, db))
+	return db, ctx
 }

@@ -92,6 +92,22 @@ if [[ " ${dbs[*]} " == *" postgres "* ]]; then
 		go test ./runview/ -run '^$' -bench '^Benchmark(RunPage|ListPage)$' -count 1 -timeout 30m >>"$viewraw"
 	done
 fi
+# Retention (bench/purge_test.go): PurgeFeatureRuns on PostgreSQL holding a
+# million runs with their children, and the write workload's latency on
+# other runs without and with a purge. Opt-in, as seeding takes minutes:
+# BENCH_PURGE=1 runs it once; otherwise the last results are kept.
+purgeraw=bench/testdata/bench-purge.txt
+if [ -n "${BENCH_PURGE:-}" ]; then
+	echo "purge benchmark (seeds a million runs)" >&2
+	go test ./bench/ -run '^TestPurgeBenchmark$' -v -count 1 -timeout 60m |
+		sed -n 's/^ *purge_test\.go:[0-9]*: //p' | grep -v '^seed statement' >"$purgeraw"
+	echo "taken $(date -u '+%Y-%m-%d %H:%M UTC') at $(git describe --always --dirty 2>/dev/null || echo unknown)," \
+		"load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >>"$purgeraw"
+fi
+purgesummary="not run yet: BENCH_PURGE=1 scripts/bench.sh"
+if [ -s "$purgeraw" ]; then
+	purgesummary=$(cat "$purgeraw")
+fi
 code=$(git describe --always --dirty 2>/dev/null || echo unknown)
 for db in "${dbs[@]}"; do
 	if ! grep -q '^Benchmark.*impl=repository' "${raw[$db]}"; then
@@ -251,6 +267,24 @@ timed for its queries alone (\`/queries\`, the target being a median under
 
 \`\`\`
 ${viewsummary}
+\`\`\`
+
+## Retention
+
+\`Repository.PurgeFeatureRuns\` on PostgreSQL holding 1,000,000 runs, each
+with a phase result, an agent invocation, a stopped sandbox and a
+completed CTA event, the oldest 100,000 with a sub-agent invocation too
+(5.1 million rows), 90% of them finished and purgeable
+(\`bench/purge_test.go\`, run once with \`BENCH_PURGE=1\`). *Workload* is
+4 workers each creating a run, a phase and an invocation, finishing them
+and completing the run, 7 writes in a row on runs the purge never takes,
+for 20 s: first alone, then while one purger calls
+\`PurgeFeatureRuns(ctx, cutoff, 1000)\` in a loop; latency is per write.
+Then one purger, and four, purge alone for 20 s each. Each line is one
+measurement, not a median, on the machine whose load is given last.
+
+\`\`\`
+${purgesummary}
 \`\`\`
 EOF
 echo "wrote BENCHMARKS.md" >&2

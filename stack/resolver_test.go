@@ -28,7 +28,7 @@ func TestReplicaNeverDecidesAWrite(t *testing.T) {
 
 			db := d.open(&gorm.Config{})
 			require.NoError(t, db.Use(dbresolver.Register(dbresolver.Config{
-				Replicas: []gorm.Dialector{d.dialect.Test.Dialector(replicaPool)},
+				Replicas: []gorm.Dialector{dbtest.TestOf(d.dialect).Dialector(replicaPool)},
 			})))
 			resolved := repository.New(db)
 

@@ -60,7 +60,7 @@ func (d *database) open(cfg *gorm.Config) *gorm.DB {
 	if cfg.Logger == nil {
 		cfg.Logger = logger.Discard
 	}
-	db, err := gorm.Open(d.dialect.Test.Dialector(d.pool), cfg)
+	db, err := gorm.Open(dbtest.TestOf(d.dialect).Dialector(d.pool), cfg)
 	require.NoError(d.t, err)
 	return db
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
 	"github.com/agentpipeline/persistence/models"
 	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
@@ -170,7 +171,7 @@ func TestRunOnSQLiteFile(t *testing.T) {
 func TestRunOnMariaDBURL(t *testing.T) {
 	cfg, err := mariadb.Config(dbtest.MariaDBDSN())
 	require.NoError(t, err)
-	name := mariadb.Database(t, dbtest.MariaDBServer(t))
+	name := mariadbtest.Database(t, dbtest.MariaDBServer(t))
 	url := "mysql://" + cfg.User + "@" + cfg.Addr + "/" + name
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), url, false, &out))
@@ -276,3 +277,7 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMain runs more tests side by side than go test's default, as they
+// mostly wait for the database servers; see dbtest.Parallel.
+func TestMain(m *testing.M) { dbtest.Main(m) }

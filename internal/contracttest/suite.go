@@ -47,6 +47,7 @@ func Run(t *testing.T, open dbtest.Opener) {
 		{"Tenants", Tenants},
 		{"Times", Times},
 		{"StoredJSON", StoredJSON},
+		{"Purge", Purge},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, open) })
 	}

@@ -119,6 +119,24 @@ func Tenants(t *testing.T, open dbtest.Opener) {
 		require.ErrorIs(t, err, repository.ErrNotFound)
 		assert.Equal(t, bBefore, persistencetest.TakeSnapshot(t, e.db, persistencetest.Exact(), persistencetest.InSchema(b.name)).String(), "tenant b is still untouched")
 
+		// Purges: b's finds nothing of a's; a's purges a's finished run
+		// and keeps the one whose sandbox still runs.
+		done, err := a.repo.CreateFeatureRun(e.ctx, repository.NewFeatureRun{Phase: "plan"})
+		require.NoError(t, err)
+		require.NoError(t, a.repo.CompleteFeatureRun(e.ctx, done))
+		later := time.Now().Add(time.Hour)
+		n, err := b.repo.PurgeFeatureRuns(e.ctx, later, 10)
+		require.NoError(t, err)
+		assert.Zero(t, n, "tenant b purges none of a's runs")
+		n, err = a.repo.PurgeFeatureRuns(e.ctx, later, 10)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "tenant a purges its finished run")
+		_, err = a.repo.GetFeatureRun(e.ctx, done)
+		require.ErrorIs(t, err, repository.ErrNotFound)
+		_, err = a.repo.GetFeatureRun(e.ctx, ids.run)
+		require.NoError(t, err, "the run whose sandbox still runs stays")
+		assert.Equal(t, defaultBefore, e.snapshot(), "the pool's default schema is still untouched")
+
 		// One ID in two tenants is two rows.
 		id, err := b.repo.CreateFeatureRun(e.ctx, repository.NewFeatureRun{ID: ids.run, Phase: "plan"})
 		require.NoError(t, err)

@@ -22,7 +22,7 @@ func Catalog(t testing.TB, db *gorm.DB) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := d.Test.Catalog(t, db)
+	lines := TestOf(d).Catalog(t, db)
 	slices.Sort(lines)
 	return lines
 }

@@ -8,6 +8,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect/postgres"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
 )
 
 // CitusEnvVar names the environment variable that holds the DSN of a
@@ -45,7 +46,7 @@ func CitusWithParams(t testing.TB, params map[string]string) *gorm.DB {
 		})
 		t.SkipNow()
 	}
-	sqlDB, schema := postgres.FreshSchema(t, dsn, params)
+	sqlDB, schema := postgrestest.FreshSchema(t, dsn, params)
 	db := open(t, &postgres.Dialect, sqlDB)
 	tenants.Store(db, schema)
 	t.Cleanup(func() { tenants.Delete(db) })

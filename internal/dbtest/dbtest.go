@@ -6,16 +6,17 @@ package dbtest
 
 import (
 	"database/sql"
-	"os"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
-	"github.com/agentpipeline/persistence/internal/dialect/postgres"
-	"github.com/agentpipeline/persistence/internal/dialect/sqlite"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
+	"github.com/agentpipeline/persistence/internal/dialect/sqlite/sqlitetest"
 	"github.com/agentpipeline/persistence/internal/dialects"
 
 	"github.com/agentpipeline/persistence/persistencetest"
@@ -33,14 +34,46 @@ type Database struct {
 	Dialect *dialect.Dialect
 }
 
+// Reach skips or fails t, as Open would, when the database is on a test
+// server (as All's are) that does not answer, so that a test running many subtests on
+// it skips once rather than once per subtest. It does nothing for an
+// embedded database.
+func (d Database) Reach(t testing.TB) {
+	t.Helper()
+	if test := TestOf(d.Dialect); test.Server != nil {
+		test.Server(t, test.DSN())
+	}
+}
+
+// Tests lists the test openers of the supported databases, in the order
+// of dialects.All, which lists the databases themselves: supporting
+// another database adds its test package here too (TestEveryDialectHasTest
+// fails until it does).
+var Tests = []*dialecttest.Test{
+	&sqlitetest.Test,
+	&postgrestest.Test,
+	&mariadbtest.Test,
+}
+
+// TestOf returns the test opener of d, one of dialects.All.
+func TestOf(d *dialect.Dialect) *dialecttest.Test {
+	for _, t := range Tests {
+		if t.Dialect == d {
+			return t
+		}
+	}
+	panic("dbtest: no test opener for database " + d.Name + ": add it to dbtest.Tests")
+}
+
 // All returns every database the contract runs on: each supported
 // database, a fresh one of its own for each test.
 func All() []Database {
 	all := make([]Database, len(dialects.All))
 	for i, d := range dialects.All {
+		test := TestOf(d)
 		all[i] = Database{Name: d.Name, Dialect: d, Open: func(t testing.TB) *gorm.DB {
 			t.Helper()
-			return open(t, d, d.Test.Fresh(t, DSN(d)))
+			return open(t, d, test.Fresh(t, test.DSN()))
 		}}
 	}
 	return all
@@ -48,23 +81,18 @@ func All() []Database {
 
 // DSN returns the DSN of d's test server: the environment variable its
 // tests read, or the server this project's machines run.
-func DSN(d *dialect.Dialect) string {
-	if v := os.Getenv(d.Test.EnvVar); d.Test.EnvVar != "" && v != "" {
-		return v
-	}
-	return d.Test.DefaultDSN
-}
+func DSN(d *dialect.Dialect) string { return TestOf(d).DSN() }
 
 // SQLite opens a private in-memory SQLite database with foreign keys on. It
 // has one connection, as every connection to ":memory:" is a database of
 // its own; concurrent callers queue for it.
 func SQLite(t testing.TB) *gorm.DB {
 	t.Helper()
-	return open(t, &sqlite.Dialect, sqlite.Fresh(t, ""))
+	return open(t, sqlitetest.Test.Dialect, sqlitetest.Fresh(t, ""))
 }
 
 // PostgresDSN returns the DSN of the PostgreSQL test server.
-func PostgresDSN() string { return DSN(&postgres.Dialect) }
+func PostgresDSN() string { return postgrestest.Test.DSN() }
 
 // Postgres creates a schema of its own on the test server and opens a pool
 // whose connections use it. When no server answers, the test is skipped, or
@@ -75,10 +103,10 @@ func Postgres(t testing.TB) *gorm.DB {
 }
 
 // PostgresWithParams is Postgres with params added to the DSN of every
-// connection of the pool; see postgres.FreshWithParams.
+// connection of the pool; see postgrestest.FreshWithParams.
 func PostgresWithParams(t testing.TB, params map[string]string) *gorm.DB {
 	t.Helper()
-	return open(t, &postgres.Dialect, postgres.FreshWithParams(t, PostgresDSN(), params))
+	return open(t, postgrestest.Test.Dialect, postgrestest.FreshWithParams(t, PostgresDSN(), params))
 }
 
 // PostgresServer returns a connection to the test server's default schema,
@@ -86,25 +114,25 @@ func PostgresWithParams(t testing.TB, params map[string]string) *gorm.DB {
 // in Postgres when there is none.
 func PostgresServer(t testing.TB) *sql.DB {
 	t.Helper()
-	return postgres.Admin(t, PostgresDSN())
+	return postgrestest.Admin(t, PostgresDSN())
 }
 
 // PostgresDatabase creates an empty database of its own on the test server
-// and returns its name; see postgres.Database.
+// and returns its name; see postgrestest.Database.
 func PostgresDatabase(t testing.TB) string {
 	t.Helper()
-	return postgres.Database(t, PostgresDSN())
+	return postgrestest.Database(t, PostgresDSN())
 }
 
 // MariaDBDSN returns the DSN of the MariaDB test server.
-func MariaDBDSN() string { return DSN(&mariadb.Dialect) }
+func MariaDBDSN() string { return mariadbtest.Test.DSN() }
 
 // MariaDBServer returns a connection to the MariaDB test server, for tests
 // that inspect the server itself; the test is skipped or fails as in
 // MariaDB when there is none.
 func MariaDBServer(t testing.TB) *sql.DB {
 	t.Helper()
-	return mariadb.Admin(t, MariaDBDSN())
+	return mariadbtest.Admin(t, MariaDBDSN())
 }
 
 // MariaDB creates a database of its own on the MariaDB test server and
@@ -112,7 +140,7 @@ func MariaDBServer(t testing.TB) *sql.DB {
 // skipped, or fails where the CI environment variable is set.
 func MariaDB(t testing.TB) *gorm.DB {
 	t.Helper()
-	return open(t, &mariadb.Dialect, mariadb.Fresh(t, MariaDBDSN()))
+	return open(t, &mariadb.Dialect, mariadbtest.Fresh(t, MariaDBDSN()))
 }
 
 // MariaDBWith is MariaDB with the driver's configuration changed by set,
@@ -123,7 +151,7 @@ func MariaDBWith(t testing.TB, set func(*mysql.Config)) *gorm.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DBName = mariadb.Database(t, MariaDBServer(t))
+	cfg.DBName = mariadbtest.Database(t, MariaDBServer(t))
 	set(cfg)
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {

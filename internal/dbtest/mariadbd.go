@@ -19,6 +19,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
 )
 
 // PrivateServer is a MariaDB server of one test's own, for tests that read
@@ -45,9 +46,12 @@ var (
 // takes about a second. The server reads no option file, so that nothing
 // of the machine's server leaks into it: it has the character set and
 // collation Debian's configuration gives the test server, and no grant
-// tables, so root needs no password. Without the executables the test is
-// skipped, or fails where the CI environment variable is set.
-func PrivateMariaDB(tb testing.TB) *PrivateServer {
+// tables, so root needs no password. options are added to mariadbd's
+// command line, such as --max-prepared-stmt-count=1000: a test changes the
+// server's global settings there, never on a server it shares. Without the
+// executables the test is skipped, or fails where the CI environment
+// variable is set.
+func PrivateMariaDB(tb testing.TB, options ...string) *PrivateServer {
 	tb.Helper()
 	server, install := lookPath(mariadbd), lookPath(mariadbInstall)
 	if server == "" || install == "" {
@@ -104,6 +108,7 @@ func PrivateMariaDB(tb testing.TB) *PrivateServer {
 		// to disk at each commit.
 		"--innodb-flush-log-at-trx-commit=2",
 	}, user...)
+	args = append(args, options...)
 	// The port is free when chosen but may be taken before mariadbd binds
 	// it, by a test running at the same time: then try another.
 	var lastErr error
@@ -201,7 +206,7 @@ func (s *PrivateServer) Database() Database {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.DBName = mariadb.Database(t, s.Admin)
+		cfg.DBName = mariadbtest.Database(t, s.Admin)
 		sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
 		if err != nil {
 			t.Fatalf("open MariaDB: %v", err)

@@ -91,7 +91,7 @@ func (p pool) GetDBConn() (*sql.DB, error) { return p.DB, nil }
 func open(t testing.TB, d *dialect.Dialect, sqlDB *sql.DB) *gorm.DB {
 	t.Helper()
 	rec := &Recorder{}
-	db, err := gorm.Open(d.Test.Dialector(pool{DB: sqlDB, rec: rec}), &gorm.Config{Logger: rec})
+	db, err := gorm.Open(TestOf(d).Dialector(pool{DB: sqlDB, rec: rec}), &gorm.Config{Logger: rec})
 	if err != nil {
 		t.Fatalf("open gorm: %v", err)
 	}

@@ -1,22 +1,19 @@
 // Package dialect defines what differs between the databases the package
 // supports. Each database has a package of its own beside this one
 // (postgres, sqlite, mariadb) holding its SQL, its JSON binding, its
-// error translation, its migration and its test opener, all in one
-// Dialect; package dialects lists them. Packages repository and migrate
+// error translation and its migration, all in one Dialect, and a
+// test-only package beneath it holding its test opener (see package
+// dialecttest); package dialects lists them. Packages repository and migrate
 // use a database only through its Dialect.
 package dialect
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"io/fs"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"testing"
 
 	"gorm.io/gorm"
 
@@ -45,6 +42,8 @@ type Dialect struct {
 	// and updated_at to vars[1], and returns their IDs; see Expire for
 	// vars[3] and vars[4].
 	ExpireCTAEvents Expire
+	// Purge deletes old runs with their children; see Purge.
+	Purge Purge
 	// Snapshot are the options of a transaction whose reads all see one
 	// snapshot of the database.
 	Snapshot *sql.TxOptions
@@ -86,6 +85,12 @@ type Dialect struct {
 	// takes, which therefore changed nothing; nil where there is no such
 	// limit.
 	PacketTooLarge func(err error) bool
+	// PreparedLimit recognises the error of a statement the server
+	// refused to prepare because it holds as many prepared statements as
+	// it allows, across all its connections (MariaDB's
+	// max_prepared_stmt_count), which therefore ran nothing; nil where
+	// there is no such limit.
+	PreparedLimit func(err error) bool
 
 	// Migrate brings the tables of models up to date, as migrate.Up
 	// documents, in schema, or where db's connections keep them when
@@ -95,9 +100,6 @@ type Dialect struct {
 	// Schemas, where set, is how the database keeps each tenant's tables
 	// in a schema of its own; nil for a database that has none (SQLite).
 	Schemas *Schemas
-
-	// Test is how tests get a database of this kind.
-	Test Test
 }
 
 // Stop is how the package asks a server to stop the statement that one
@@ -174,25 +176,6 @@ func (s *Statement) Args(vars []any) []any {
 		args[i] = vars[v]
 	}
 	return args
-}
-
-// Test opens databases of one kind for tests.
-type Test struct {
-	// EnvVar names the environment variable that holds the test server's
-	// DSN, and DefaultDSN is the DSN used when it is unset; both empty
-	// for an embedded database.
-	EnvVar, DefaultDSN string
-	// Fresh creates an empty database of its own on the server at dsn
-	// for tb's test, and returns a pool of connections to it. The
-	// database is dropped, and the pool closed, when the test ends. When
-	// no server answers, tb skips, or fails where the CI environment
-	// variable is set.
-	Fresh func(tb testing.TB, dsn string) *sql.DB
-	// Dialector returns GORM's dialector of the database over conn.
-	Dialector func(conn gorm.ConnPool) gorm.Dialector
-	// Catalog describes the schema of db as lines, one per object, for
-	// comparing two schemas; names are unqualified.
-	Catalog func(tb testing.TB, db *gorm.DB) []string
 }
 
 // A GuardedUpdate changes one row, named by its ID, only while the row is
@@ -340,22 +323,3 @@ func Positional(s string) *Statement {
 
 // Numbered writes the numbered vars $1, $2, … of s as SQLite's ?1, ?2, ….
 func Numbered(s string) string { return strings.ReplaceAll(s, "$", "?") }
-
-// TestName returns a random name for a test's own database or schema, so
-// that tests may run in parallel against one server.
-func TestName() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "test_" + hex.EncodeToString(b)
-}
-
-// Unreachable fails or skips tb, whose test needs the server of kind at
-// dsn, which did not answer: it skips with one line, except where the CI
-// environment variable is set, where it fails.
-func Unreachable(tb testing.TB, kind, dsn string, err error) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("%s at %s is required when CI is set: %v", kind, dsn, err)
-	}
-	tb.Skipf("skipping: no %s at %s: %v", kind, dsn, err)
-}

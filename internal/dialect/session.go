@@ -23,6 +23,12 @@ type Session struct {
 	Packet func(query string, args []any) (size int, shares []int)
 }
 
+// ErrPreparedStatementLimit is matched by the error of a statement the
+// server refused to prepare, as it already holds as many prepared
+// statements as it allows (see Dialect.PreparedLimit); repository exports
+// it.
+var ErrPreparedStatementLimit = errors.New("the server's prepared statement limit is reached")
+
 // ErrUnsupportedSetting is matched by every *SettingError.
 var ErrUnsupportedSetting = errors.New("unsupported setting")
 

@@ -15,7 +15,9 @@ import (
 )
 
 // All lists the supported databases. Supporting another is a package
-// beside internal/dialect/postgres and one more line here.
+// beside internal/dialect/postgres, with its test opener in a test-only
+// package beneath it, and one more line here and in dbtest.Tests: the
+// tests' list is apart so that programs link no test code.
 var All = []*dialect.Dialect{
 	&sqlite.Dialect,
 	&postgres.Dialect,

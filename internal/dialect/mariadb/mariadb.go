@@ -118,6 +118,7 @@ SET c.status = 'timed_out', c.resolved_at = $1, c.updated_at = $2
 WHERE c.status = 'pending'`),
 		TxOptions: &sql.TxOptions{Isolation: sql.LevelRepeatableRead},
 	},
+	Purge: purge,
 	ForeignKey: func(_ *gorm.DB, err error) (string, bool) {
 		var myErr *mysql.MySQLError
 		if !errors.As(err, &myErr) || (myErr.Number != 1452 && myErr.Number != 1216) {
@@ -157,7 +158,16 @@ WHERE c.status = 'pending'`),
 	// max_allowed_packet bounds every statement the Repository sends.
 	Session:        session,
 	PacketTooLarge: packetTooLarge,
-	Migrate:        migrate,
+	// Error 1461 (ER_MAX_PREPARED_STMT_COUNT_REACHED) comes from the
+	// server's count of every connection's statements, not the
+	// Repository's: under GORM's PrepareStmt each tenant's statements are
+	// prepared once per connection, which reaches the limit at a few
+	// hundred tenants (docs/tenants.md).
+	PreparedLimit: func(err error) bool {
+		var myErr *mysql.MySQLError
+		return errors.As(err, &myErr) && myErr.Number == 1461
+	},
+	Migrate: migrate,
 	Schemas: &dialect.Schemas{
 		// A schema is a database, and these are the server's own.
 		Reserved: func(name string) bool {
@@ -168,13 +178,6 @@ WHERE c.status = 'pending'`),
 			return false
 		},
 		Drop: "DROP DATABASE IF EXISTS %s",
-	},
-	Test: dialect.Test{
-		EnvVar:     "TEST_MARIADB_DSN",
-		DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
-		Fresh:      Fresh,
-		Dialector:  dialector,
-		Catalog:    catalog,
 	},
 }
 
@@ -189,3 +192,35 @@ const (
 // constraintName finds the name of the foreign key in MariaDB's message
 // for its violation.
 var constraintName = regexp.MustCompile("CONSTRAINT `([^`]+)`")
+
+// purge locks its runs with SKIP LOCKED, so that concurrent purgers take
+// different runs and never wait for each other, in transactions at READ
+// COMMITTED: there InnoDB takes no gap locks for its searches and frees at
+// once the lock of a row it read but did not match, so a writer of another
+// run waits at most for the statement that reads its row. But foreign key
+// checks lock the gap beside each key they look up, in deletes too, and an
+// insert of another run's child may need that gap: each delete runs in a
+// transaction of its own (OneDelete), so that such an insert waits for one
+// statement at most. The lock on a run conflicts with the shared lock a
+// child's foreign key check takes, so no child of a locked run is created
+// while its rows are deleted. A single-table DELETE takes a LIMIT, and
+// since MariaDB 10.3 a subquery on its own table.
+var purge = dialect.Purge{
+	Claim: dialect.Positional(`SELECT r.id FROM feature_runs AS r
+WHERE ` + dialect.Purgeable("r", "$1") + `
+ORDER BY r.status, r.created_at, r.id
+LIMIT $2
+FOR UPDATE SKIP LOCKED`),
+	Lock: dialect.Positional(`SELECT id FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(1) + `) FOR UPDATE SKIP LOCKED`),
+	Children: []*dialect.Statement{
+		dialect.Positional(`DELETE FROM agent_invocations WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `)
+AND NOT EXISTS (SELECT 1 FROM agent_invocations AS c WHERE c.parent_invocation_id = agent_invocations.id)
+LIMIT $1`),
+		dialect.Positional(`DELETE FROM phase_results WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) LIMIT $1`),
+		dialect.Positional(`DELETE FROM sandboxes WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status IN ('stopped', 'failed') LIMIT $1`),
+		dialect.Positional(`DELETE FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1`),
+	},
+	Runs:      dialect.Positional(`DELETE FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("feature_runs", "$1")),
+	OneDelete: true,
+	TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+}

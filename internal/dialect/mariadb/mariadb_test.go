@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
 	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
@@ -51,7 +52,7 @@ func TestUpRefusesSettingsThatLoseData(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := mariadb.Config(dbtest.MariaDBDSN())
 			require.NoError(t, err)
-			cfg.DBName = mariadb.Database(t, admin)
+			cfg.DBName = mariadbtest.Database(t, admin)
 			c.set(cfg)
 			sqlDB, err := sql.Open("mysql", cfg.FormatDSN())
 			require.NoError(t, err)

@@ -2,10 +2,8 @@ package mariadb
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,8 +18,9 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
-// lockName is the named lock (GET_LOCK) that serialises migrations.
-const lockName = "agentpipeline/persistence migrate"
+// lockName, followed by the MD5 of the database's name, is the named lock
+// (GET_LOCK) that serialises the migrations of a database.
+const lockName = "agentpipeline/persistence:"
 
 // MinVersion is the oldest MariaDB the package supports: the one it is
 // tested on. migrate refuses older servers, as it refuses MySQL: the
@@ -49,8 +48,8 @@ var ErrUnsupportedServer = errors.New("unsupported server")
 // In a schema (a database, on MariaDB), the connection creates the
 // database if it is missing, makes it its default (USE) while it
 // migrates, and is then closed rather than returned to the pool with
-// another default than the pool's. The lock is the schema's own, so
-// tenants migrate in parallel.
+// another default than the pool's. The lock is the schema's own (taken
+// after USE), so tenants migrate in parallel.
 func migrate(db *gorm.DB, schema string, _ []any, files fs.FS) error {
 	if err := check(db); err != nil {
 		return err
@@ -60,24 +59,25 @@ func migrate(db *gorm.DB, schema string, _ []any, files fs.FS) error {
 		return err
 	}
 	return db.Connection(func(conn *gorm.DB) error {
-		lock := lockName
 		if schema != "" {
 			defer discard(conn)
 			if err := useSchema(conn, schema); err != nil {
 				return err
 			}
-			lock = schemaLock(schema)
 		}
 		var got sql.NullInt64
 		// GET_LOCK's timeout is in seconds; the context ends the wait
 		// sooner, by closing the connection, which frees the lock too.
-		if err := conn.Raw("SELECT GET_LOCK(?, ?)", lock, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
+		// The lock is the database's: migrations of one database wait for
+		// each other, and those of others, such as each test's own, do
+		// not. A lock's name has at most 64 characters, a database's too.
+		if err := conn.Raw("SELECT GET_LOCK(CONCAT(?, MD5(COALESCE(DATABASE(), ''))), ?)", lockName, lockTimeout(conn.Statement.Context)).Scan(&got).Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if got.Int64 != 1 {
-			return fmt.Errorf("lock: another migration held %q too long", lock)
+			return fmt.Errorf("lock: another migration of the database held its lock too long")
 		}
-		defer conn.Exec("SELECT RELEASE_LOCK(?)", lock)
+		defer conn.Exec("SELECT RELEASE_LOCK(CONCAT(?, MD5(COALESCE(DATABASE(), ''))))", lockName)
 		var tables []string
 		if err := conn.Raw("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables).Error; err != nil {
 			return err
@@ -151,17 +151,6 @@ func discard(conn *gorm.DB) {
 	if c, ok := conn.Statement.ConnPool.(*sql.Conn); ok {
 		_ = c.Raw(func(any) error { return driver.ErrBadConn })
 	}
-}
-
-// schemaLock is the named lock that serialises the migrations of schema:
-// its name, or its hash where the name would pass GET_LOCK's 64
-// characters.
-func schemaLock(schema string) string {
-	if name := lockName + " " + schema; len(name) <= 64 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(schema))
-	return lockName + " " + hex.EncodeToString(sum[:12])
 }
 
 // column is a column, or an index, of a table.

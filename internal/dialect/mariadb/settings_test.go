@@ -166,6 +166,10 @@ func calls(run uuid.UUID) map[string]func(context.Context, *repository.Repositor
 			_, err := r.ExpireCTAEvents(ctx, time.Now(), 10)
 			return err
 		},
+		"PurgeFeatureRuns": func(ctx context.Context, r *repository.Repository) error {
+			_, err := r.PurgeFeatureRuns(ctx, time.Now(), 10)
+			return err
+		},
 	}
 }
 

@@ -9,19 +9,15 @@ import (
 	"github.com/agentpipeline/persistence/models"
 )
 
-// advisoryLockKey is the PostgreSQL advisory lock that serialises
-// migrations. It is an arbitrary constant ("agentpip" in ASCII) that no
-// other application is likely to take.
+// advisoryLockKey, mixed with a hash of the schema's name, is the
+// PostgreSQL advisory lock that serialises the migrations of a schema. It
+// is an arbitrary constant ("agentpip" in ASCII) that no other application
+// is likely to take.
 const advisoryLockKey = 0x6167656e74706970
 
 // parentRelation is the field of models.AgentInvocation whose foreign key
 // links a sub-agent invocation to its parent.
 const parentRelation = "ParentInvocation"
-
-// schemaLockKey is the first key of the PostgreSQL advisory lock that
-// serialises the migrations of one schema, whose name's hash is the
-// second: tenants migrate in parallel.
-const schemaLockKey = 0x61676570
 
 // migrate runs GORM's AutoMigrate in one transaction that holds an
 // advisory lock, so processes starting at once migrate one after another
@@ -37,11 +33,10 @@ const schemaLockKey = 0x61676570
 // schema that its owner kept local.
 func migrate(db *gorm.DB, schema string, all []any, _ fs.FS) error {
 	return db.Transaction(func(tx *gorm.DB) error {
-		lock := tx.Exec("SELECT pg_advisory_xact_lock(?)", advisoryLockKey)
-		if schema != "" {
-			lock = tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", schemaLockKey, schema)
-		}
-		if err := lock.Error; err != nil {
+		// The key is the schema's: migrations of one schema wait for each
+		// other, and those of others, such as other tenants' or each
+		// test's own, do not.
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(CAST(? AS bigint) # hashtextextended(COALESCE(NULLIF(?, ''), current_schema()), 0))", advisoryLockKey, schema).Error; err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
 		if schema != "" {

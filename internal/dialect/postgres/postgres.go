@@ -138,6 +138,7 @@ WITH backlog AS (
 SELECT id FROM expired
 UNION ALL
 SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) < $3`, Vars: []int{0, 1, 2, 3}}},
+	Purge: purge,
 	// At a context's end pgx, by default, breaks the connection and
 	// leaves its statement running on the server, which still commits it
 	// once the lock it waits for is free: a cancel request, sent on a
@@ -174,13 +175,6 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 			return strings.HasPrefix(name, "pg_") || name == "information_schema"
 		},
 		Drop: "DROP SCHEMA IF EXISTS %s CASCADE",
-	},
-	Test: dialect.Test{
-		EnvVar:     "TEST_POSTGRES_DSN",
-		DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-		Fresh:      Fresh,
-		Dialector:  dialector,
-		Catalog:    catalog,
 	},
 }
 
@@ -224,4 +218,35 @@ func shardConstraint(message string) string {
 func essentialConnectionFailed(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "XX000" && strings.HasPrefix(pgErr.Message, "failure on connection marked as essential")
+}
+
+// purge locks its runs with SKIP LOCKED, so that concurrent purgers take
+// different runs and never wait for each other, and a row lock is all a
+// purge holds: no writer of another run waits for it. The lock on a run
+// conflicts with the key-share lock a child's foreign key takes, so no
+// child of a locked run is created while its rows are deleted. A capped
+// delete finds its rows by primary key from an array built once, as the
+// sweeper's update does: an IN (subquery … LIMIT) may be re-run and delete
+// more than the cap.
+var purge = dialect.Purge{
+	Claim: &dialect.Statement{SQL: `SELECT r.id FROM feature_runs AS r
+WHERE ` + dialect.Purgeable("r", "$1") + `
+ORDER BY r.status, r.created_at, r.id
+LIMIT $2
+FOR UPDATE OF r SKIP LOCKED`},
+	Lock: &dialect.Statement{SQL: `SELECT id FROM feature_runs WHERE id IN (` + dialect.PurgeIDs(1) + `) FOR UPDATE SKIP LOCKED`},
+	Children: []*dialect.Statement{
+		{SQL: `DELETE FROM agent_invocations WHERE id = ANY (ARRAY(
+	SELECT a.id FROM agent_invocations AS a
+	WHERE a.feature_run_id IN (` + dialect.PurgeIDs(2) + `)
+	AND NOT EXISTS (SELECT 1 FROM agent_invocations AS c WHERE c.parent_invocation_id = a.id)
+	LIMIT $1))`},
+		{SQL: `DELETE FROM phase_results WHERE id = ANY (ARRAY(
+	SELECT id FROM phase_results WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) LIMIT $1))`},
+		{SQL: `DELETE FROM sandboxes WHERE id = ANY (ARRAY(
+	SELECT id FROM sandboxes WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status IN ('stopped', 'failed') LIMIT $1))`},
+		{SQL: `DELETE FROM cta_events WHERE id = ANY (ARRAY(
+	SELECT id FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1))`},
+	},
+	Runs: &dialect.Statement{SQL: `DELETE FROM feature_runs AS r WHERE r.id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("r", "$1")},
 }

@@ -1,6 +1,8 @@
-// Package sqlite is SQLite as the package uses it, through
-// gorm.io/driver/sqlite and mattn/go-sqlite3: its SQL, its errors, its
-// migration and its test databases.
+// Package sqlite is SQLite as the package uses it: its SQL, its errors
+// and its migration. It imports no SQLite driver: gorm.io/driver/sqlite's,
+// mattn/go-sqlite3, is cgo, and every program links this package, so the
+// program that opens SQLite links its driver itself, and one that does not
+// builds without a C compiler. Its test databases are package sqlitetest's.
 package sqlite
 
 import (
@@ -84,18 +86,22 @@ WHERE id IN (
 	LIMIT ?3
 )
 RETURNING id`, Vars: []int{0, 1, 2}}},
+	Purge: purge,
+	// The error's own code comes first: gorm.io/driver/sqlite's
+	// translator reads it by encoding the error as JSON, which finds no
+	// code in an error that wraps the driver's. The translator stays for
+	// drivers whose errors carry the code in a form extendedCode does not
+	// read.
 	ForeignKey: func(db *gorm.DB, err error) (string, bool) {
+		if code, ok := extendedCode(err); ok && code == extendedForeignKey {
+			return "", true
+		}
 		if t, ok := db.Dialector.(gorm.ErrorTranslator); ok && errors.Is(t.Translate(err), gorm.ErrForeignKeyViolated) {
 			return "", true
 		}
 		return triggeredForeignKey(err)
 	},
 	Migrate: migrate,
-	Test: dialect.Test{
-		Fresh:     Fresh,
-		Dialector: dialector,
-		Catalog:   catalog,
-	},
 }
 
 // foreignKeyMessage starts the message of the error raised by the
@@ -125,4 +131,29 @@ func triggeredForeignKey(err error) (string, bool) {
 // comment on Dialect.
 func key(e, doc string) string {
 	return `CASE ` + e + `.type WHEN 'text' THEN json_quote(` + e + `.value) WHEN 'integer' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'real' THEN ` + doc + ` -> ` + e + `.fullkey WHEN 'null' THEN 'null' WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE ` + e + `.value END`
+}
+
+// purge locks nothing: SQLite runs one write at a time, each statement of
+// a purge sees every row as last committed, and the delete of the runs,
+// last, checks again that each may still be purged. Purgers running at
+// once may claim the same runs; each run is still deleted by one of them.
+var purge = dialect.Purge{
+	Claim: &dialect.Statement{SQL: dialect.Numbered(`SELECT r.id FROM feature_runs AS r
+WHERE ` + dialect.Purgeable("r", "$1") + `
+ORDER BY r.status, r.created_at, r.id
+LIMIT $2`)},
+	Children: []*dialect.Statement{
+		{SQL: dialect.Numbered(`DELETE FROM agent_invocations WHERE id IN (
+	SELECT a.id FROM agent_invocations AS a
+	WHERE a.feature_run_id IN (` + dialect.PurgeIDs(2) + `)
+	AND NOT EXISTS (SELECT 1 FROM agent_invocations AS c WHERE c.parent_invocation_id = a.id)
+	LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM phase_results WHERE id IN (
+	SELECT id FROM phase_results WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM sandboxes WHERE id IN (
+	SELECT id FROM sandboxes WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status IN ('stopped', 'failed') LIMIT $1)`)},
+		{SQL: dialect.Numbered(`DELETE FROM cta_events WHERE id IN (
+	SELECT id FROM cta_events WHERE feature_run_id IN (` + dialect.PurgeIDs(2) + `) AND status <> 'pending' LIMIT $1)`)},
+	},
+	Runs: &dialect.Statement{SQL: dialect.Numbered(`DELETE FROM feature_runs AS r WHERE r.id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("r", "$1"))},
 }

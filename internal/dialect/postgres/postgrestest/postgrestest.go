@@ -1,4 +1,6 @@
-package postgres
+// Package postgrestest opens PostgreSQL databases for tests: a schema of
+// its own on the test server for each test.
+package postgrestest
 
 import (
 	"context"
@@ -6,7 +8,6 @@ import (
 	"maps"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,13 +15,20 @@ import (
 	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 
-	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres"
 )
 
-var (
-	adminMu sync.Mutex
-	admins  = map[string]*sql.DB{}
-)
+// Test is how tests get a PostgreSQL database.
+var Test = dialecttest.Test{
+	Dialect:    &postgres.Dialect,
+	EnvVar:     "TEST_POSTGRES_DSN",
+	DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+	Fresh:      Fresh,
+	Server:     Admin,
+	Dialector:  dialector,
+	Catalog:    catalog,
+}
 
 // Admin returns a pool of connections to the default schema of the server
 // at dsn, shared by the tests of the process, for tests that inspect the
@@ -28,26 +36,11 @@ var (
 // environment variable is set.
 func Admin(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	adminMu.Lock()
-	defer adminMu.Unlock()
-	if db, ok := admins[dsn]; ok {
-		return db
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = db.PingContext(ctx)
-	}
-	if err != nil {
-		dialect.Unreachable(tb, "PostgreSQL", dsn, err)
-	}
-	admins[dsn] = db
-	return db
+	return dialecttest.Admin(tb, "PostgreSQL", dsn, "pgx", dsn)
 }
 
 // Fresh creates a schema of its own on the server at dsn and returns a
-// pool whose connections use it; see dialect.Test.Fresh.
+// pool whose connections use it; see dialecttest.Test.Fresh.
 func Fresh(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
 	return FreshWithParams(tb, dsn, nil)
@@ -67,7 +60,7 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, string) {
 	tb.Helper()
 	admin := Admin(tb, dsn)
-	schema := dialect.TestName()
+	schema := dialecttest.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -102,7 +95,7 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 func Database(tb testing.TB, dsn string) string {
 	tb.Helper()
 	admin := Admin(tb, dsn)
-	name := dialect.TestName()
+	name := dialecttest.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// template0, not the default template1: CREATE DATABASE refuses to copy

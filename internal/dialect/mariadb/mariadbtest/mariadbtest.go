@@ -1,61 +1,30 @@
-package mariadb
+// Package mariadbtest opens MariaDB databases for tests: a database of
+// its own on the test server for each test.
+package mariadbtest
 
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"net/url"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
 
-	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
 )
 
-// Config parses dsn, a mysql:// URL (mysql://user:password@host:port/db?
-// params) or a go-sql-driver/mysql DSN (user:password@tcp(host:port)/db?
-// params), into go-sql-driver/mysql's configuration, with parseTime on,
-// which the package needs.
-func Config(dsn string) (*mysql.Config, error) {
-	if rest, ok := strings.CutPrefix(dsn, "mysql://"); ok {
-		u, err := url.Parse("mysql://" + rest)
-		if err != nil {
-			return nil, fmt.Errorf("MariaDB URL: %w", err)
-		}
-		cfg := mysql.NewConfig()
-		cfg.User = u.User.Username()
-		cfg.Passwd, _ = u.User.Password()
-		cfg.Net, cfg.Addr = "tcp", u.Host
-		if u.Port() == "" {
-			cfg.Addr = u.Hostname() + ":3306"
-		}
-		cfg.DBName = strings.TrimPrefix(u.Path, "/")
-		// The query's parameters are the DSN's: let the driver read them.
-		parsed, err := mysql.ParseDSN(cfg.FormatDSN() + "?" + u.RawQuery)
-		if err != nil {
-			return nil, fmt.Errorf("MariaDB URL: %w", err)
-		}
-		cfg = parsed
-		cfg.ParseTime = true
-		return cfg, nil
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("MariaDB DSN: %w", err)
-	}
-	cfg.ParseTime = true
-	return cfg, nil
+// Test is how tests get a MariaDB database.
+var Test = dialecttest.Test{
+	Dialect:    &mariadb.Dialect,
+	EnvVar:     "TEST_MARIADB_DSN",
+	DefaultDSN: "root@tcp(127.0.0.1:3306)/test",
+	Fresh:      Fresh,
+	Server:     Admin,
+	Dialector:  dialector,
+	Catalog:    catalog,
 }
-
-var (
-	adminMu sync.Mutex
-	admins  = map[string]*sql.DB{}
-)
 
 // Admin returns a pool of connections to the server at dsn, shared by the
 // tests of the process, for tests that inspect the server itself. When no
@@ -63,26 +32,11 @@ var (
 // set.
 func Admin(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	cfg, err := Config(dsn)
+	cfg, err := mariadb.Config(dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	adminMu.Lock()
-	defer adminMu.Unlock()
-	if db, ok := admins[dsn]; ok {
-		return db
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = db.PingContext(ctx)
-	}
-	if err != nil {
-		dialect.Unreachable(tb, "MariaDB", dsn, err)
-	}
-	admins[dsn] = db
-	return db
+	return dialecttest.Admin(tb, "MariaDB", dsn, "mysql", cfg.FormatDSN())
 }
 
 // Database creates an empty database of its own through the connections
@@ -91,7 +45,7 @@ func Admin(tb testing.TB, dsn string) *sql.DB {
 // tables override.
 func Database(tb testing.TB, admin *sql.DB) string {
 	tb.Helper()
-	name := dialect.TestName()
+	name := dialecttest.Name()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
@@ -106,10 +60,10 @@ func Database(tb testing.TB, admin *sql.DB) string {
 }
 
 // Fresh creates a database of its own on the server at dsn and returns a
-// pool of connections to it; see dialect.Test.Fresh.
+// pool of connections to it; see dialecttest.Test.Fresh.
 func Fresh(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	cfg, err := Config(dsn)
+	cfg, err := mariadb.Config(dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,14 +78,8 @@ func Fresh(tb testing.TB, dsn string) *sql.DB {
 	return sqlDB
 }
 
-// DatetimePrecision is the precision GORM's dialector should be given:
-// gorm.io/driver/mysql rounds GORM's NowFunc, and so every timestamp the
-// repository writes, to its DefaultDatetimePrecision, milliseconds unless
-// told otherwise, where the schema keeps microseconds.
-var DatetimePrecision = 6
-
 func dialector(conn gorm.ConnPool) gorm.Dialector {
-	return gormmysql.New(gormmysql.Config{Conn: conn, DefaultDatetimePrecision: &DatetimePrecision})
+	return gormmysql.New(gormmysql.Config{Conn: conn, DefaultDatetimePrecision: &mariadb.DatetimePrecision})
 }
 
 func catalog(tb testing.TB, db *gorm.DB) []string {

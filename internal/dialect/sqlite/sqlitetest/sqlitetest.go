@@ -1,4 +1,7 @@
-package sqlite
+// Package sqlitetest opens SQLite databases for tests. It is the one
+// package of the module that links mattn/go-sqlite3, a cgo driver, for
+// tests: package sqlite, which programs link, names no driver.
+package sqlitetest
 
 import (
 	"database/sql"
@@ -10,7 +13,19 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the driver of gorm.io/driver/sqlite
 	gormsqlite "gorm.io/driver/sqlite"
 	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
+	"github.com/agentpipeline/persistence/internal/dialect/sqlite"
 )
+
+// Test is how tests get an SQLite database: an in-memory one, with no
+// server to reach.
+var Test = dialecttest.Test{
+	Dialect:   &sqlite.Dialect,
+	Fresh:     Fresh,
+	Dialector: dialector,
+	Catalog:   catalog,
+}
 
 // Fresh opens a private in-memory database with foreign keys on; dsn is
 // unused. The pool has one connection, as every connection to ":memory:"
