@@ -40,7 +40,6 @@ var (
 	fenceRE   = regexp.MustCompile("(?ms)^```[^\n]*\n.*?^```\\s*$")
 )
 
-
 // TestDocumentLinks checks that every relative link of the README and of
 // docs/ names a file of the repository, and a heading of it when it has
 // an anchor, so that moving a section cannot leave a link behind.
