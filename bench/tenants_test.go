@@ -27,11 +27,6 @@ import (
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// tenantStatements is about how many distinct statements one tenant's
-// workload sends, which the sized caches are sized from; the benchmark
-// reports the real number (prepared/conn at tenants=1).
-const tenantStatements = 25
-
 // tenantCounts are the numbers of tenants BenchmarkTenants spreads its
 // writes over. 1,000 tenants take a minute or more to migrate and several
 // minutes to measure, so they run only with BENCH_TENANTS set.

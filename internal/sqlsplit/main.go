@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -61,8 +62,10 @@ func run(dir string) error {
 	for _, e := range entries {
 		if m := numbered.FindStringSubmatch(e.Name()); m != nil {
 			files = append(files, e.Name())
-			var n int
-			fmt.Sscanf(m[1], "%d", &n)
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Name(), err)
+			}
 			last = max(last, n)
 		}
 	}
