@@ -644,7 +644,7 @@ func injectFaults(t *testing.T, name string, f fleet, clean map[string]snapshot,
 // Nothing may be lost or doubled. It runs where TEST_CITUS_DSN is set.
 func TestFaultInjectionOnCitus(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipping fault injection under -short: it runs 80 workloads on Citus while killing connections")
+		t.Skip("skipping fault injection under -short: it runs 40 workloads on Citus while killing connections")
 	}
 	app := "reliability-faults-" + uuid.NewString()[:8]
 	db := dbtest.CitusWithParams(t, map[string]string{"application_name": app})
@@ -664,6 +664,6 @@ SELECT state FROM (
 		}
 		return state, err
 	}
-	f := fleet{prefix: "citus-fault", workers: 8, perWorker: 10}
+	f := fleet{prefix: "citus-fault", workers: 8, perWorker: 5}
 	injectFaults(t, "citus", f, cleanSnapshots(t, f.seeds()), db, kill, killEvery["citus"], dbtest.TenantSchema(db))
 }
