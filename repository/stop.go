@@ -13,14 +13,17 @@ import (
 	"weak"
 
 	"gorm.io/gorm"
+
+	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
 // stopWait bounds how long a write whose context ended waits for the
 // database to answer it, once asked to stop it. A server answers a stop
 // request at once, so the wait ends long before this unless the server or
 // the network is down; the write then returns the context's error, and
-// its statement may still commit if the server ever runs it.
-const stopWait = 5 * time.Second
+// its statement may still commit if the server ever runs it. A variable
+// only for the tests of a server that stops answering.
+var stopWait = 5 * time.Second
 
 // resolverCallback is the name under which gorm.io/plugin/dbresolver
 // registers the callbacks that choose each statement's connection pool.
@@ -98,6 +101,12 @@ func pinnable(pool gorm.ConnPool) pinner {
 // if it committed first, or the error of the statement stopped. A
 // connection the server was asked to stop a statement of is closed, not
 // reused: the request may reach it after its statement ended.
+//
+// The statement's context never ends where the connection can be broken
+// from outside (pgx's): then neither database/sql nor the driver watches
+// it, which spares each statement their callbacks and, for one that
+// returns rows, database/sql's goroutine. Elsewhere it ends when write
+// gives up waiting (see killer).
 func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB) error) error {
 	if r.stopper == nil || ctx.Done() == nil || r.dryRun() {
 		return do(tx)
@@ -114,16 +123,18 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 		return err
 	}
 	defer conn.Close()
-	stop, err := r.stopFunc(ctx, pool, conn)
+	c, err := r.canceler(ctx, pool, conn)
 	if err != nil {
 		return err
 	}
-	if stop == nil {
+	if c == nil {
 		return do(tx)
 	}
-	statementCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
-	defer abandon()
-	tx.Statement.Context = statementCtx
+	tx.Statement.Context = context.WithoutCancel(ctx)
+	if k, ok := c.(*killer); ok {
+		tx.Statement.Context, k.abandon = context.WithCancel(tx.Statement.Context)
+		defer k.abandon()
+	}
 	tx.Statement.ConnPool = pinned{conn}
 	answered, stopped := make(chan struct{}), make(chan struct{})
 	unwatch := context.AfterFunc(ctx, func() {
@@ -133,7 +144,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 		// A request that reaches the server before the statement does
 		// stops nothing, so it is sent again until the answer comes.
 		for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
-			if err := stop(wait); err != nil {
+			if err := c.Cancel(wait); err != nil {
 				break
 			}
 			select {
@@ -145,7 +156,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 			}
 			break
 		}
-		abandon()
+		c.Break()
 	})
 	err = do(tx)
 	close(answered)
@@ -156,33 +167,48 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	return err
 }
 
-// stopFunc returns the function that asks the server to stop the
-// statement conn, a connection of pool, runs, or nil when the dialect
-// does not know conn's driver.
-func (r *Repository) stopFunc(ctx context.Context, pool pinner, conn *sql.Conn) (func(context.Context) error, error) {
+// canceler returns the dialect.Canceler of conn, a connection of pool, or
+// nil when the dialect does not know conn's driver.
+func (r *Repository) canceler(ctx context.Context, pool pinner, conn *sql.Conn) (dialect.Canceler, error) {
 	s := r.dialect.Stop
-	var stop func(context.Context) error
+	var c dialect.Canceler
 	var raw any
-	if err := conn.Raw(func(c any) error {
-		raw = c
-		if s.Cancel != nil {
-			stop, _ = s.Cancel(c)
+	if err := conn.Raw(func(driverConn any) error {
+		raw = driverConn
+		if s.Conn != nil {
+			c, _ = s.Conn(driverConn)
 		}
 		return nil
-	}); err != nil || s.Cancel != nil {
-		return stop, err
+	}); err != nil || s.Conn != nil {
+		return c, err
 	}
 	id, err := r.connID(ctx, conn, raw)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error {
-		// On another connection of conn's pool: the same server.
-		tx := r.statement(ctx, "", s.Kill, []any{id})
-		tx.Statement.ConnPool = pinned{pool}
-		return tx.Callback().Raw().Execute(tx).Error
-	}, nil
+	return &killer{r: r, pool: pool, id: id}, nil
 }
+
+// killer stops the statement of the connection whose server ID is id, a
+// connection of pool, by the dialect's Kill statement, sent on another
+// connection of pool: the same server. Its Break cancels the statement's
+// context, abandon, which write sets: a driver without a connection the
+// package can break (go-sql-driver/mysql) closes it at that context's
+// end.
+type killer struct {
+	r       *Repository
+	pool    pinner
+	id      int64
+	abandon context.CancelFunc
+}
+
+func (k *killer) Cancel(ctx context.Context) error {
+	tx := k.r.statement(ctx, "", k.r.dialect.Stop.Kill, []any{k.id})
+	tx.Statement.ConnPool = pinned{k.pool}
+	return tx.Callback().Raw().Execute(tx).Error
+}
+
+func (k *killer) Break() { k.abandon() }
 
 // connIDs holds the server's ID of each driver connection the package has
 // pinned, for as long as the connection lives.

@@ -107,16 +107,24 @@ type Dialect struct {
 // connection then returns its answer, an error if the statement stopped
 // before it committed.
 type Stop struct {
-	// Cancel returns the function that asks the server to stop the
-	// statement running on conn, a driver connection (as
+	// Conn returns the Canceler of conn, a driver connection (as
 	// database/sql's Conn.Raw gives it), or false for a driver
 	// connection it does not know.
-	Cancel func(conn any) (cancel func(ctx context.Context) error, ok bool)
-	// ConnID, where Cancel is nil, is SQL that returns the server's ID
+	Conn func(conn any) (Canceler, bool)
+	// ConnID, where Conn is nil, is SQL that returns the server's ID
 	// of the connection it runs on, and Kill the statement, sent on
 	// another connection, that stops the statement of the connection
 	// whose ID is its one var.
 	ConnID, Kill string
+}
+
+// A Canceler stops the statement of one connection, from outside it.
+type Canceler interface {
+	// Cancel asks the server to stop the statement the connection runs.
+	Cancel(ctx context.Context) error
+	// Break makes the statement return at once, with an error, whatever
+	// the server does: for a server that does not answer.
+	Break()
 }
 
 // Expire is how a database runs the CTA sweeper, whose answer must be

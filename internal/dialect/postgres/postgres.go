@@ -145,12 +145,12 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 	// connection of its own as PostgreSQL's protocol has it, stops the
 	// statement instead, and the statement's own connection answers with
 	// SQLSTATE 57014, or with its success if it committed first.
-	Stop: &dialect.Stop{Cancel: func(conn any) (func(context.Context) error, bool) {
+	Stop: &dialect.Stop{Conn: func(conn any) (dialect.Canceler, bool) {
 		c, ok := conn.(*stdlib.Conn)
 		if !ok {
 			return nil, false
 		}
-		return c.Conn().PgConn().CancelRequest, true
+		return canceler{c.Conn().PgConn()}, true
 	}},
 	// PostgreSQL names the violated constraint, which tells which parent
 	// is missing without another statement: after an error, any further
@@ -250,3 +250,13 @@ FOR UPDATE OF r SKIP LOCKED`},
 	},
 	Runs: &dialect.Statement{SQL: `DELETE FROM feature_runs AS r WHERE r.id IN (` + dialect.PurgeIDs(2) + `) AND ` + dialect.Purgeable("r", "$1")},
 }
+
+// canceler stops the statement of a pgx connection: by pgx's cancel
+// request, which PostgreSQL answers on the statement's own connection,
+// or, for a server that does not answer, by closing the connection's
+// socket, which pgx's pending read then fails on.
+type canceler struct{ conn *pgconn.PgConn }
+
+func (c canceler) Cancel(ctx context.Context) error { return c.conn.CancelRequest(ctx) }
+
+func (c canceler) Break() { _ = c.conn.Conn().Close() }

@@ -1,0 +1,200 @@
+package repository_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/internal/dialect"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb"
+	"github.com/agentpipeline/persistence/internal/dialect/mariadb/mariadbtest"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres"
+	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
+	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/repository"
+)
+
+// freezer is a TCP proxy to a server that can go silent, as a server or a
+// network that went away without closing anything: once frozen, it
+// forwards nothing more either way, and connects nobody new, but closes
+// no connection either.
+type freezer struct {
+	ln     net.Listener
+	frozen atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+// newFreezer starts a freezer to the server at addr, closed when t ends.
+func newFreezer(t *testing.T, addr string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	f := &freezer{ln: ln}
+	t.Cleanup(f.close)
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.keep(client)
+			if f.frozen.Load() {
+				go f.forward(io.Discard, client)
+				continue
+			}
+			server, err := net.Dial("tcp", addr)
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			f.keep(server)
+			go f.forward(server, client)
+			go f.forward(client, server)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) keep(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conns = append(f.conns, c)
+}
+
+// forward copies from src to dst until src ends, dropping what it reads
+// once frozen.
+func (f *freezer) forward(dst io.Writer, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if f.frozen.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (f *freezer) close() {
+	_ = f.ln.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+}
+
+// throughFreezer opens a migrated database of d's kind on its test server,
+// reached through a freezer.
+func throughFreezer(t *testing.T, d *dialect.Dialect) (*gorm.DB, *freezer) {
+	t.Helper()
+	var sqlDB *sql.DB
+	var f *freezer
+	switch d {
+	case &postgres.Dialect:
+		_, schema := postgrestest.FreshSchema(t, dbtest.PostgresDSN(), nil)
+		u, err := url.Parse(dbtest.PostgresDSN())
+		require.NoError(t, err)
+		f = newFreezer(t, u.Host)
+		u.Host = f.ln.Addr().String()
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		sqlDB, err = sql.Open("pgx", u.String())
+		require.NoError(t, err)
+	case &mariadb.Dialect:
+		cfg, err := mariadb.Config(dbtest.MariaDBDSN())
+		require.NoError(t, err)
+		cfg.DBName = mariadbtest.Database(t, dbtest.MariaDBServer(t))
+		f = newFreezer(t, cfg.Addr)
+		cfg.Addr = f.ln.Addr().String()
+		connector, err := mysql.NewConnector(cfg)
+		require.NoError(t, err)
+		sqlDB = sql.OpenDB(connector)
+	}
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	db, err := gorm.Open(dbtest.TestOf(d).Dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	require.NoError(t, migrate.Up(t.Context(), db))
+	return db, f
+}
+
+// TestWriteReturnsFromASilentServer checks that a write whose context ends
+// while its server has gone silent returns, with the context's error, once
+// its request to stop the statement went unanswered for the stop wait: the
+// package then breaks the statement's connection, where a driver would
+// have abandoned it at the context's end. Not parallel: it shortens the
+// wait of every write (repository.SetStopWait).
+func TestWriteReturnsFromASilentServer(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	repository.SetStopWait(t, wait)
+	for _, d := range []*dialect.Dialect{&postgres.Dialect, &mariadb.Dialect} {
+		t.Run(d.Name, func(t *testing.T) {
+			db, f := throughFreezer(t, d)
+			repo := repository.New(db)
+			runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
+			require.NoError(t, err)
+			for _, end := range []struct {
+				name string
+				ctx  func() (context.Context, context.CancelFunc)
+				err  error
+			}{
+				{"deadline", func() (context.Context, context.CancelFunc) {
+					return context.WithTimeout(t.Context(), 100*time.Millisecond)
+				}, context.DeadlineExceeded},
+				{"cancel", func() (context.Context, context.CancelFunc) {
+					ctx, cancel := context.WithCancel(t.Context())
+					time.AfterFunc(100*time.Millisecond, cancel)
+					return ctx, cancel
+				}, context.Canceled},
+			} {
+				t.Run(end.name, func(t *testing.T) {
+					// A connection of the pool, idle and open, is what
+					// the write pins. Twice: pgx pings a connection the
+					// pool hands out a second time, unless it did so in
+					// the last second, and the ping must not be what
+					// waits for the silent server.
+					for range 2 {
+						require.NoError(t, repo.UpdateFeatureRunPhase(t.Context(), runID, "plan"))
+					}
+					f.frozen.Store(true)
+					defer f.frozen.Store(false)
+					ctx, cancel := end.ctx()
+					defer cancel()
+					start := time.Now()
+					returned := make(chan error, 1)
+					go func() { returned <- repo.UpdateFeatureRunPhase(ctx, runID, "implement-"+uuid.NewString()[:8]) }()
+					select {
+					case err := <-returned:
+						took := time.Since(start)
+						require.ErrorIs(t, err, end.err)
+						require.GreaterOrEqual(t, took, 100*time.Millisecond+wait, "returned before the stop wait ended: %v", err)
+						require.Less(t, took, 100*time.Millisecond+wait+2*time.Second, "returned long after the stop wait")
+					case <-time.After(100*time.Millisecond + wait + 5*time.Second):
+						f.close()
+						<-returned
+						t.Fatal("the write did not return while its server was silent")
+					}
+				})
+			}
+		})
+	}
+}
