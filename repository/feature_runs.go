@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -83,7 +84,13 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, runID, err)
 	}
-	err := r.move(ctx, updatePhase, []any{phase, r.now(), runID.String()}, string(models.RunRunning), fmt.Sprintf("phase %q", phase))
+	err := r.move(ctx, updatePhase, []any{phase, r.now(), runID.String()}, string(models.RunRunning), "")
+	// The detail is written only for a refusal: a write that succeeds
+	// formats nothing.
+	var refused *TransitionError
+	if err != nil && errors.As(err, &refused) {
+		refused.Detail = fmt.Sprintf("phase %q", phase)
+	}
 	return wrapf(op, runID, tooLarge(err, "phase", "phase"))
 }
 

@@ -83,6 +83,9 @@ func (e *packetError) Error() string {
 // statement and its arguments, as the driver sends them, must fit in
 // max_allowed_packet.
 func tooLarge(err error, all string, each ...string) error {
+	if err == nil {
+		return nil
+	}
 	var pe *packetError
 	if !errors.As(err, &pe) {
 		return err
