@@ -42,7 +42,7 @@ const (
 func lockWaiters(t *testing.T, db *gorm.DB) *latewrites.Waiters {
 	switch db.Name() {
 	case "postgres":
-		return postgresWaiters(dbtest.PostgresServer(t))
+		return postgresWaiters(t.Context(), dbtest.PostgresServer(t))
 	case "mysql":
 		return mariaDBWaiters(t.Context(), dbtest.MariaDBServer(t))
 	}
@@ -50,26 +50,14 @@ func lockWaiters(t *testing.T, db *gorm.DB) *latewrites.Waiters {
 }
 
 // postgresWaiters polls pg_locks, which shows lock waits as they happen,
-// every 3 ms for each holder.
-func postgresWaiters(admin *sql.DB) *latewrites.Waiters {
+// every 3 ms while any holder is watched: one query for every watcher, as
+// one per watcher made the polling, not the trials, what kept the server
+// busy.
+func postgresWaiters(ctx context.Context, admin *sql.DB) *latewrites.Waiters {
 	return &latewrites.Waiters{
 		HolderID: `SELECT pg_backend_pid()`,
 		Instant:  true,
-		Watch: func(ctx context.Context, holder int64) <-chan struct{} {
-			seen := make(chan struct{})
-			go func() {
-				for ctx.Err() == nil {
-					var waits bool
-					err := admin.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND $1::int = ANY (pg_blocking_pids(pid)))`, holder).Scan(&waits)
-					if err == nil && waits {
-						close(seen)
-						return
-					}
-					time.Sleep(3 * time.Millisecond)
-				}
-			}()
-			return seen
-		},
+		Watch:    latewrites.PollBlockers(ctx, admin, 3*time.Millisecond, latewrites.PostgresBlockers),
 	}
 }
 

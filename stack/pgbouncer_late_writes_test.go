@@ -142,7 +142,7 @@ func newBouncerWaiters(ctx context.Context, admin *sql.DB) *latewrites.Waiters {
 	return &latewrites.Waiters{
 		HolderID: `SELECT pg_backend_pid()`,
 		Instant:  true,
-		Watch:    latewrites.PollBlockers(ctx, admin, 3*time.Millisecond, `SELECT DISTINCT b FROM pg_locks, unnest(pg_blocking_pids(pid)) AS b WHERE NOT granted`),
+		Watch:    latewrites.PollBlockers(ctx, admin, 3*time.Millisecond, latewrites.PostgresBlockers),
 	}
 }
 

@@ -43,7 +43,7 @@ import (
 // (see Repository.ExpireCTAEvents): there such histories are counted and
 // logged. A failure shows the calls in the order they were made, and the
 // path of porcupine's visualization of the history. Set
-// LINEARIZABLE_HISTORIES to make more histories than the 400 of a full run
+// LINEARIZABLE_HISTORIES to make more histories than the 150 of a full run
 // (40 with -short).
 func Linearizable(t *testing.T, open dbtest.Opener) {
 	for _, tb := range []*linTable{linCTAEvents(), linFeatureRuns(), linSandboxes(), linPhaseResults(), linAgentInvocations()} {
@@ -268,7 +268,10 @@ func (tb *linTable) check(t *testing.T, open dbtest.Opener) {
 	sqlDB, err := e.db.DB()
 	require.NoError(t, err)
 	sqlDB.SetMaxIdleConns(linClients + 1)
-	histories := 400
+	// A bug the check found made a history in 20 (MariaDB's sweeper) to
+	// one in 10 (PostgreSQL's) non-linearizable: 150 histories miss one
+	// so rare about once in 2,000 runs.
+	histories := 150
 	if testing.Short() {
 		histories = 40
 	}

@@ -309,6 +309,10 @@ type Waiters struct {
 	Watch func(ctx context.Context, holder int64) <-chan struct{}
 }
 
+// PostgresBlockers is the blockers query of PollBlockers on PostgreSQL,
+// whose pg_locks shows lock waits as they happen.
+const PostgresBlockers = `SELECT DISTINCT b FROM pg_locks, unnest(pg_blocking_pids(pid)) AS b WHERE NOT granted`
+
 // PollBlockers returns a Watch for Waiters that runs blockers on admin
 // every period while any holder is watched, until ctx ends: blockers
 // returns the IDs of the sessions whose locks statements wait for.
