@@ -34,6 +34,9 @@ func TestContract(t *testing.T) {
 // already as asked. The repository accepts the setting, so every answer
 // must be the same.
 func TestContractOnMariaDBWithClientFoundRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping under -short: MariaDB's contract runs once, with its default setting")
+	}
 	t.Parallel()
 	dbtest.MariaDBServer(t) // skips once, not once per test, without a server
 	contracttest.Run(t, func(t testing.TB) *gorm.DB {

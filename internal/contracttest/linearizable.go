@@ -44,7 +44,7 @@ import (
 // logged. A failure shows the calls in the order they were made, and the
 // path of porcupine's visualization of the history. Set
 // LINEARIZABLE_HISTORIES to make more histories than the 150 of a full run
-// (40 with -short).
+// (20 with -short).
 func Linearizable(t *testing.T, open dbtest.Opener) {
 	for _, tb := range []*linTable{linCTAEvents(), linFeatureRuns(), linSandboxes(), linPhaseResults(), linAgentInvocations()} {
 		t.Run(tb.name, func(t *testing.T) { tb.check(t, open) })
@@ -273,7 +273,7 @@ func (tb *linTable) check(t *testing.T, open dbtest.Opener) {
 	// so rare about once in 2,000 runs.
 	histories := 150
 	if testing.Short() {
-		histories = 40
+		histories = 20
 	}
 	if n, err := strconv.Atoi(os.Getenv("LINEARIZABLE_HISTORIES")); err == nil && n > 0 {
 		histories = n

@@ -403,7 +403,7 @@ func raceTrials() (lo, hi int) {
 		return n, n
 	}
 	if testing.Short() {
-		return 50, 50
+		return 30, 30
 	}
 	return 150, 400
 }
