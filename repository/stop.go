@@ -202,12 +202,14 @@ type killer struct {
 	abandon context.CancelFunc
 }
 
+// Cancel sends the Kill statement of the connection's ID.
 func (k *killer) Cancel(ctx context.Context) error {
 	tx := k.r.statement(ctx, "", k.r.dialect.Stop.Kill, []any{k.id})
 	tx.Statement.ConnPool = pinned{k.pool}
 	return tx.Callback().Raw().Execute(tx).Error
 }
 
+// Break cancels the statement's context.
 func (k *killer) Break() { k.abandon() }
 
 // connIDs holds the server's ID of each driver connection the package has

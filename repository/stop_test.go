@@ -190,8 +190,8 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 						require.Less(t, took, 100*time.Millisecond+wait+2*time.Second, "returned long after the stop wait")
 					case <-time.After(100*time.Millisecond + wait + 5*time.Second):
 						f.close()
-						<-returned
-						t.Fatal("the write did not return while its server was silent")
+						err := <-returned
+						t.Fatalf("the write did not return while its server was silent; once the proxy closed, it returned %v", err)
 					}
 				})
 			}

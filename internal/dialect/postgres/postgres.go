@@ -257,6 +257,8 @@ FOR UPDATE OF r SKIP LOCKED`},
 // socket, which pgx's pending read then fails on.
 type canceler struct{ conn *pgconn.PgConn }
 
+// Cancel sends pgx's cancel request, on a connection of its own.
 func (c canceler) Cancel(ctx context.Context) error { return c.conn.CancelRequest(ctx) }
 
+// Break closes the connection's socket.
 func (c canceler) Break() { _ = c.conn.Conn().Close() }
