@@ -55,7 +55,7 @@ func (f *fixture) run(status models.RunStatus) uuid.UUID {
 
 func (f *fixture) sandbox(moves ...models.SandboxStatus) string {
 	id := "sbx-" + uuid.NewString()
-	require.NoError(f.t, f.repo.CreateSandboxRecord(f.ctx, repository.NewSandbox{ID: id, FeatureRunID: f.run(models.RunRunning), Provider: "e2b"}))
+	require.NoError(f.t, f.repo.CreateSandboxRecord(f.ctx, repository.NewSandbox{ID: id, FeatureRunID: f.run(models.RunRunning), Provider: "e2b-vm"}))
 	for _, s := range moves {
 		require.NoError(f.t, f.repo.UpdateSandboxStatus(f.ctx, id, s))
 	}
@@ -268,7 +268,7 @@ func createRun(id uuid.UUID) call {
 
 func createSandbox(id string, run uuid.UUID) call {
 	return func(ctx context.Context, r *repository.Repository) error {
-		return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: id, FeatureRunID: run, Provider: "e2b", Metadata: map[string]any{"cpu": 2}})
+		return r.CreateSandboxRecord(ctx, repository.NewSandbox{ID: id, FeatureRunID: run, Provider: "e2b-vm", Metadata: map[string]any{"cpu": 2}})
 	}
 }
 
