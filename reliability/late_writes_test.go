@@ -46,23 +46,11 @@ const (
 func lockWaiters(t *testing.T, db *gorm.DB) *latewrites.Waiters {
 	switch db.Name() {
 	case "postgres":
-		return postgresWaiters(t.Context(), dbtest.PostgresServer(t))
+		return latewrites.PostgresWaiters(t.Context(), dbtest.PostgresServer(t))
 	case "mysql":
 		return mariaDBWaiters(t.Context(), dbtest.MariaDBServer(t))
 	}
 	return nil
-}
-
-// postgresWaiters polls pg_locks, which shows lock waits as they happen,
-// every 3 ms while any holder is watched: one query for every watcher, as
-// one per watcher made the polling, not the trials, what kept the server
-// busy.
-func postgresWaiters(ctx context.Context, admin *sql.DB) *latewrites.Waiters {
-	return &latewrites.Waiters{
-		HolderID: `SELECT pg_backend_pid()`,
-		Instant:  true,
-		Watch:    latewrites.PollBlockers(ctx, admin, 3*time.Millisecond, latewrites.PostgresBlockers),
-	}
 }
 
 // mariaDBWaits is how often mariaDBWaiters reads InnoDB's lock waits.

@@ -60,7 +60,10 @@ func TestPgBouncerLateWrites(t *testing.T) {
 	for _, q := range latewrites.WriteLogDDL["postgres"] {
 		require.NoError(t, direct.Exec(q).Error, q)
 	}
-	w := newBouncerWaiters(t.Context(), dbtest.PostgresServer(t))
+	// A statement of the Repository runs on a server connection of
+	// PgBouncer's, which pg_locks, read on a direct connection, shows as
+	// any other.
+	w := latewrites.PostgresWaiters(t.Context(), dbtest.PostgresServer(t))
 
 	for _, servers := range []struct {
 		name string
@@ -131,19 +134,6 @@ func openServers(ctx context.Context, db *sql.DB, n int) error {
 		return err
 	})
 	return errors.Join(errs...)
-}
-
-// newBouncerWaiters sees statements waiting for the locks of sessions, by
-// polling pg_locks, which shows lock waits as they happen, on admin, a
-// direct connection to the server, every 3 ms while any session is
-// watched, until ctx ends. A statement of the Repository runs on a server
-// connection of PgBouncer's, which pg_locks shows as any other.
-func newBouncerWaiters(ctx context.Context, admin *sql.DB) *latewrites.Waiters {
-	return &latewrites.Waiters{
-		HolderID: `SELECT pg_backend_pid()`,
-		Instant:  true,
-		Watch:    latewrites.PollBlockers(ctx, admin, 3*time.Millisecond, latewrites.PostgresBlockers),
-	}
 }
 
 // bouncerCancelOutcomes are the reasons PgBouncer 1.18 and later log when
