@@ -130,7 +130,7 @@ func blockedWrites() []blocked {
 }
 
 // TestDeadlines gives each write a context that expires while its
-// statement waits for a lock another transaction holds for a second, on
+// statement waits for a lock another transaction holds for 3 s, on
 // each server (SQLite has one connection, which the lock would hold). The
 // write must return an error matching context.DeadlineExceeded at its
 // deadline, not when the lock is released, and leave nothing behind once
@@ -138,14 +138,19 @@ func blockedWrites() []blocked {
 func TestDeadlines(t *testing.T) {
 	const (
 		deadline = 200 * time.Millisecond
-		hold     = time.Second
-		slack    = 500 * time.Millisecond
+		// The write returns once the server answered its stop request,
+		// which on a machine busy with the rest of the suite took up to
+		// 1.7 s (TestLateWrites' max lag): slack allows that, and hold
+		// outlasts it, so that a write that waited for the lock still
+		// fails the test.
+		hold  = 3 * time.Second
+		slack = 2 * time.Second
 		// settle is how long after the release the rows are read, so that
 		// a statement the server still ran once it got the lock is seen.
 		settle = 200 * time.Millisecond
 	)
 	if testing.Short() {
-		t.Skip("skipping under -short: each of the 15 writes waits on a lock held for a second")
+		t.Skip("skipping under -short: each of the 15 writes waits on a lock held for 3 s")
 	}
 	for _, d := range servers {
 		t.Run(d.Name, func(t *testing.T) {
