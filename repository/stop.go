@@ -190,11 +190,11 @@ func (r *Repository) canceler(ctx context.Context, pool pinner, conn *sql.Conn) 
 }
 
 // killer stops the statement of the connection whose server ID is id, a
-// connection of pool, by the dialect's Kill statement, sent on another
-// connection of pool: the same server. Its Break cancels the statement's
-// context, abandon, which write sets: a driver without a connection the
-// package can break (go-sql-driver/mysql) closes it at that context's
-// end.
+// connection of pool, by the dialect's Running and Kill statements, sent
+// on another connection of pool: the same server. Its Break cancels the
+// statement's context, abandon, which write sets: a driver without a
+// connection the package can break (go-sql-driver/mysql) closes it at
+// that context's end.
 type killer struct {
 	r       *Repository
 	pool    pinner
@@ -202,11 +202,21 @@ type killer struct {
 	abandon context.CancelFunc
 }
 
-// Cancel sends the Kill statement of the connection's ID.
+// Cancel kills the connection's statement if the dialect's Running
+// returns it. A statement not running yet, or not where it may be killed
+// (see dialect.Stop), is left for the next request.
 func (k *killer) Cancel(ctx context.Context) error {
-	tx := k.r.statement(ctx, "", k.r.dialect.Stop.Kill, []any{k.id})
+	s := k.r.dialect.Stop
+	query, ok, err := k.r.scalar(ctx, pinned{k.pool}, s.Running, k.id)
+	if err != nil || !ok {
+		return err
+	}
+	tx := k.r.statement(ctx, "", s.Kill, []any{query})
 	tx.Statement.ConnPool = pinned{k.pool}
-	return tx.Callback().Raw().Execute(tx).Error
+	if err := tx.Callback().Raw().Execute(tx).Error; err != nil && !s.Ended(err) {
+		return err
+	}
+	return nil
 }
 
 // Break cancels the statement's context.
@@ -227,27 +237,40 @@ func (r *Repository) connID(ctx context.Context, conn *sql.Conn, raw any) (int64
 	if id, ok := connIDs.Load(key); ok {
 		return id.(int64), nil
 	}
-	tx := r.statement(ctx, "", r.dialect.Stop.ConnID, nil)
-	tx.Statement.ConnPool = pinned{conn}
-	tx.Statement.Settings.Store(primaryHint, struct{}{})
-	tx.Statement.Settings.Store("rows", true)
-	tx = tx.Callback().Row().Execute(tx)
-	if tx.Error != nil {
-		return 0, tx.Error
+	id, ok, err := r.scalar(ctx, pinned{conn}, r.dialect.Stop.ConnID)
+	if err != nil {
+		return 0, err
 	}
-	rows, ok := tx.Statement.Dest.(*sql.Rows)
 	if !ok {
 		return 0, errors.New("no connection ID")
-	}
-	defer rows.Close()
-	var id int64
-	if !rows.Next() {
-		return 0, errors.Join(errors.New("no connection ID"), rows.Err())
-	}
-	if err := rows.Scan(&id); err != nil {
-		return 0, err
 	}
 	connIDs.Store(key, id)
 	runtime.AddCleanup(p, func(k weak.Pointer[byte]) { connIDs.Delete(k) }, key)
 	return id, nil
+}
+
+// scalar returns the integer in the first column of the first row query
+// returns on pool, through the Row chain, and whether there was a row.
+func (r *Repository) scalar(ctx context.Context, pool gorm.ConnPool, query string, vars ...any) (int64, bool, error) {
+	tx := r.statement(ctx, "", query, vars)
+	tx.Statement.ConnPool = pool
+	tx.Statement.Settings.Store(primaryHint, struct{}{})
+	tx.Statement.Settings.Store("rows", true)
+	tx = tx.Callback().Row().Execute(tx)
+	if tx.Error != nil {
+		return 0, false, tx.Error
+	}
+	rows, ok := tx.Statement.Dest.(*sql.Rows)
+	if !ok {
+		return 0, false, errors.New("no rows")
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return 0, false, rows.Err()
+	}
+	var n int64
+	if err := rows.Scan(&n); err != nil {
+		return 0, false, err
+	}
+	return n, true, rows.Close()
 }

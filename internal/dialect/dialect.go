@@ -112,10 +112,14 @@ type Stop struct {
 	// connection it does not know.
 	Conn func(conn any) (Canceler, bool)
 	// ConnID, where Conn is nil, is SQL that returns the server's ID
-	// of the connection it runs on, and Kill the statement, sent on
-	// another connection, that stops the statement of the connection
-	// whose ID is its one var.
-	ConnID, Kill string
+	// of the connection it runs on. Running, sent on another
+	// connection, returns the server's ID of the statement that the
+	// connection whose ID is its one var runs, where Kill may stop it
+	// now, and no row otherwise; Kill, its one var that statement ID,
+	// stops the statement. Ended recognises Kill's error for a
+	// statement that ended in between, which stops nothing.
+	ConnID, Running, Kill string
+	Ended                 func(err error) bool
 }
 
 // A Canceler stops the statement of one connection, from outside it.

@@ -144,7 +144,29 @@ WHERE c.status = 'pending'`),
 	// statement's own connection then answers with error 1317 (query
 	// interrupted), or with its success if it committed first. The
 	// connection's ID is read once per connection.
-	Stop: &dialect.Stop{ConnID: "SELECT CONNECTION_ID()", Kill: "KILL QUERY ?"},
+	//
+	// A kill that lands while the statement opens a table with triggers
+	// leaves the table's trigger half-read in the table cache: from then
+	// on every statement that writes the table, from any connection,
+	// fails with error 1064 ("Unknown trigger has an error in its body")
+	// until the table leaves the cache (FLUSH TABLES), in MariaDB 10.11
+	// at least. So a statement is killed only once past the stages that
+	// open tables, and by its query ID, which cannot reach the
+	// connection's next statement (1957, unknown query ID, once it
+	// ended). Until then the request is sent again (see
+	// repository.write); opening tables takes microseconds, except
+	// while waiting for a table's metadata lock, which the kill ends as
+	// it comes before any table is read.
+	Stop: &dialect.Stop{
+		ConnID: "SELECT CONNECTION_ID()",
+		Running: `SELECT QUERY_ID FROM information_schema.PROCESSLIST WHERE ID = ? AND COMMAND IN ('Query', 'Execute', 'Prepare')
+			AND STATE NOT IN ('', 'starting', 'Reset for next command', 'checking permissions', 'init', 'Opening tables')`,
+		Kill: "KILL QUERY ID ?",
+		Ended: func(err error) bool {
+			var myErr *mysql.MySQLError
+			return errors.As(err, &myErr) && myErr.Number == 1957
+		},
+	},
 	// A run's memories are built as one string, which stops at
 	// max_allowed_packet: in strict mode, which migrate requires, the
 	// statement fails (ER_WARN_ALLOWED_PACKET_OVERFLOWED) and changes
