@@ -72,7 +72,9 @@ func Fresh(tb testing.TB, dsn string) *sql.DB {
 	if err != nil {
 		tb.Fatalf("open MariaDB: %v", err)
 	}
+	// Keep a burst's connections for the next, as postgrestest does.
 	sqlDB.SetMaxOpenConns(40)
+	sqlDB.SetMaxIdleConns(40)
 	// Cleanups run last first: the pool closes before its database goes.
 	tb.Cleanup(func() { _ = sqlDB.Close() })
 	return sqlDB
