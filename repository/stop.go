@@ -141,8 +141,9 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 		defer close(stopped)
 		wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
 		defer cancel()
-		// A request that reaches the server before the statement does
-		// stops nothing, so it is sent again until the answer comes.
+		// A request that reaches the server before the statement does,
+		// or before the statement may be stopped (see killer), stops
+		// nothing, so it is sent again until the answer comes.
 		for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
 			if err := c.Cancel(wait); err != nil {
 				break
@@ -213,7 +214,7 @@ func (k *killer) Cancel(ctx context.Context) error {
 	}
 	tx := k.r.statement(ctx, "", s.Kill, []any{query})
 	tx.Statement.ConnPool = pinned{k.pool}
-	if err := tx.Callback().Raw().Execute(tx).Error; err != nil && !s.Ended(err) {
+	if err := tx.Callback().Raw().Execute(tx).Error; err != nil && (s.Ended == nil || !s.Ended(err)) {
 		return err
 	}
 	return nil
