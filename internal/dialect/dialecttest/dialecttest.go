@@ -87,6 +87,10 @@ func Admin(tb testing.TB, kind, dsn, driver, driverDSN string) *sql.DB {
 		var db *sql.DB
 		db, err = sql.Open(driver, driverDSN)
 		if err == nil {
+			// Tests side by side create and drop their databases at
+			// once: keep the connections for the next rather than
+			// start a server process for each (see postgrestest).
+			db.SetMaxIdleConns(16)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err = db.PingContext(ctx); err == nil {
