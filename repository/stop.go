@@ -255,23 +255,14 @@ func (r *Repository) connID(ctx context.Context, conn *sql.Conn, raw any) (int64
 func (r *Repository) scalar(ctx context.Context, pool gorm.ConnPool, query string, vars ...any) (int64, bool, error) {
 	tx := r.statement(ctx, "", query, vars)
 	tx.Statement.ConnPool = pool
-	tx.Statement.Settings.Store(primaryHint, struct{}{})
-	tx.Statement.Settings.Store("rows", true)
-	tx = tx.Callback().Row().Execute(tx)
-	if tx.Error != nil {
-		return 0, false, tx.Error
-	}
-	rows, ok := tx.Statement.Dest.(*sql.Rows)
-	if !ok {
-		return 0, false, errors.New("no rows")
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		return 0, false, rows.Err()
-	}
 	var n int64
-	if err := rows.Scan(&n); err != nil {
-		return 0, false, err
-	}
-	return n, true, rows.Close()
+	found := false
+	err := rows(tx, true, func(rs *sql.Rows) error {
+		if found {
+			return nil
+		}
+		found = true
+		return rs.Scan(&n)
+	})
+	return n, found, err
 }
