@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +48,8 @@ func TestStopSparesTriggers(t *testing.T) {
 	run, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{ID: uuid.New(), Phase: "plan"})
 	require.NoError(t, err)
 
+	rec := dbtest.RecorderOf(db)
+	rec.Start()
 	stopped, failed := 0, 0
 	for i := range trials {
 		require.NoError(t, db.Exec(`FLUSH TABLES phase_results`).Error)
@@ -67,4 +71,10 @@ func TestStopSparesTriggers(t *testing.T) {
 	t.Logf("%d trials: %d writes stopped by their cancel, %d later writes failed", trials, stopped, failed)
 	assert.Zero(t, failed, "later writes that failed")
 	assert.Positive(t, stopped, "no write was stopped: the test tried nothing")
+	// The read of the statement's stage and the kill go through GORM's
+	// callbacks, whose logger saw them.
+	stmts, _ := rec.Stop()
+	for _, want := range []string{"information_schema.PROCESSLIST", "KILL QUERY ID"} {
+		assert.True(t, slices.ContainsFunc(stmts, func(s string) bool { return strings.Contains(s, want) }), "no statement through GORM holds %q", want)
+	}
 }
