@@ -313,8 +313,9 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 			return nil
 		}
 		// The time to decide, in which the other copies check too, unless
-		// the machine stalls them all longer.
-		time.Sleep(20 * time.Millisecond)
+		// the machine stalls one of them longer: 20 ms was once too short
+		// for a copy in a CI run of the whole suite.
+		time.Sleep(200 * time.Millisecond)
 		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: o.run, Phase: "plan"})
 		return err
 	}}}
