@@ -304,6 +304,7 @@ func TestReplayFromStartCatchesWhatResumingDoesNot(t *testing.T) {
 func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 	t.Parallel()
 	o := newOnboarding("evt-check-then-create")
+	var checked checkpoint
 	steps := []persistencetest.Step{o.createRun(), {Name: "start plan once", Run: func(ctx context.Context, repo *repository.Repository) error {
 		var n int64
 		if err := repo.DB().WithContext(ctx).Table("phase_results").Where("feature_run_id = ?", o.run).Count(&n).Error; err != nil {
@@ -312,10 +313,8 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 		if n > 0 {
 			return nil
 		}
-		// The time to decide, in which the other copies check too, unless
-		// the machine stalls one of them longer: 20 ms was once too short
-		// for a copy in a CI run of the whole suite.
-		time.Sleep(200 * time.Millisecond)
+		// The other copies, if any, check too before this one creates.
+		checked.wait(8)
 		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: o.run, Phase: "plan"})
 		return err
 	}}}
@@ -327,6 +326,49 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 		t.Fatalf("got failures %q, want one, of the concurrent mode", msgs)
 	}
 	t.Logf("the failure:\n%s", msgs[0])
+}
+
+// checkpoint holds the copies of a step that reach it until n have: the
+// copies RequireReplaySafe runs at once. A copy that stays alone there for
+// a while runs in one of the modes that run a step by itself, and goes on.
+// Once two copies wait, they are the concurrent mode's, and wait for the
+// rest, up to 30 s, however long the machine takes to start them.
+type checkpoint struct {
+	mu      sync.Mutex
+	waiting int
+	full    chan struct{}
+}
+
+func (c *checkpoint) wait(n int) {
+	c.mu.Lock()
+	if c.full == nil {
+		c.full = make(chan struct{})
+	}
+	full := c.full
+	c.waiting++
+	if c.waiting == n {
+		close(full)
+		c.waiting, c.full = 0, nil
+	}
+	c.mu.Unlock()
+	select {
+	case <-full:
+		return
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.mu.Lock()
+	if c.full == full && c.waiting == 1 {
+		c.waiting, c.full = 0, nil
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	// Bounded, so that a copy that came too late fails the test rather
+	// than hang it.
+	select {
+	case <-full:
+	case <-time.After(30 * time.Second):
+	}
 }
 
 func TestRequireReplaySafeReportsErrors(t *testing.T) {
