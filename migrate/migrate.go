@@ -35,8 +35,15 @@ func Models() []any {
 // never drops or rewrites one. Processes starting at once migrate one
 // after another.
 //
-// On PostgreSQL and SQLite, Up runs GORM's AutoMigrate in one transaction
-// (on PostgreSQL holding an advisory lock for it), then links a sub-agent
+// On PostgreSQL, Up first reads pg_catalog once, in a transaction holding
+// an advisory lock: a schema that has every table, column, index and
+// constraint of migrate/sql/postgres/schema.sql, by name, is up to date,
+// and Up ends there (a few milliseconds, where AutoMigrate's checks take
+// a couple of hundred). It compares names only: a column of another type
+// than Up makes is left as it is, as Up never rewrites a column.
+//
+// Otherwise, and on SQLite, Up runs GORM's AutoMigrate in one transaction
+// (on PostgreSQL the same, holding the lock), then links a sub-agent
 // invocation to its parent ([models.AgentInvocation].ParentInvocationID): on
 // PostgreSQL by a foreign key on both the parent's ID and the run's, which
 // needs the unique index AutoMigrate creates after a table's constraints;

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -411,4 +412,51 @@ func TestUpRefusesToRebuildATable(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "rebuild a table")
 	assert.Equal(t, before, allRows(t, db), "no row lost")
+}
+
+// TestUpOnPostgresReadsTheCatalogOnce checks Up's shortcut on PostgreSQL:
+// on an up-to-date schema it reads pg_catalog once and sends no DDL, and a
+// schema that lacks any one object (a table, a column, an index, a
+// constraint) is not up to date: Up makes what is missing, and the
+// catalog is a new database's again, but for the position of a column
+// dropped and added again.
+func TestUpOnPostgresReadsTheCatalogOnce(t *testing.T) {
+	t.Parallel()
+	db := dbtest.Postgres(t)
+	ctx := t.Context()
+	require.NoError(t, migrate.Up(ctx, db))
+	position := regexp.MustCompile(` #\d+ `)
+	catalog := func() []string {
+		c := dbtest.Catalog(t, db)
+		for i := range c {
+			c[i] = position.ReplaceAllString(c[i], " ")
+		}
+		slices.Sort(c)
+		return c
+	}
+	want := catalog()
+
+	rec := dbtest.RecorderOf(db)
+	rec.Start()
+	require.NoError(t, migrate.Up(ctx, db))
+	stmts, _ := rec.Stop()
+	assert.Len(t, stmts, 2, "the lock and the catalog read:\n%s", strings.Join(stmts, "\n"))
+	for _, s := range stmts {
+		assert.NotRegexp(t, ddl, s)
+		assert.NotContains(t, s, "information_schema")
+	}
+
+	for _, drop := range []string{
+		`DROP TABLE cta_events`,
+		`ALTER TABLE feature_runs DROP COLUMN step`,
+		`ALTER TABLE agent_invocations DROP COLUMN time_to_first_token_micros`,
+		`DROP INDEX idx_sandboxes_live`,
+		`DROP INDEX idx_agent_invocations_id_run CASCADE`, // and the parent key on it
+		`ALTER TABLE sandboxes DROP CONSTRAINT fk_sandboxes_feature_run`,
+	} {
+		require.NoError(t, db.Exec(drop).Error, drop)
+		require.NotEqual(t, want, catalog(), drop)
+		require.NoError(t, migrate.Up(ctx, db), "Up after %s", drop)
+		assert.Equal(t, want, catalog(), "Up after %s", drop)
+	}
 }
