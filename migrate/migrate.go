@@ -36,11 +36,10 @@ func Models() []any {
 // after another.
 //
 // On PostgreSQL, Up first reads pg_catalog once, in a transaction holding
-// an advisory lock: a schema that has every table, column, index and
-// constraint of migrate/sql/postgres/schema.sql, by name, is up to date,
-// and Up ends there (a few milliseconds, where AutoMigrate's checks take
-// a couple of hundred). It compares names only: a column of another type
-// than Up makes is left as it is, as Up never rewrites a column.
+// an advisory lock: a schema that has every table, column (of its type),
+// index and constraint of migrate/sql/postgres/schema.sql is up to date,
+// and Up ends there, in a few milliseconds where AutoMigrate's checks take
+// a couple of hundred.
 //
 // Otherwise, and on SQLite, Up runs GORM's AutoMigrate in one transaction
 // (on PostgreSQL the same, holding the lock), then links a sub-agent

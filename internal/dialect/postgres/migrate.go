@@ -36,12 +36,13 @@ const parentRelation = "ParentInvocation"
 // schema that its owner kept local.
 //
 // Before AutoMigrate, one read of pg_catalog tells whether the schema
-// already has every table, column, index and constraint of schema.sql in
-// files: then it is up to date, and AutoMigrate, which reads
-// information_schema about a hundred times to find that out (about 200
-// ms), does not run. Only names are compared: AutoMigrate would change the
-// type of a column whose type differs, and Up leaves a column it finds as
-// it is.
+// already has every table, column (of its type), index and constraint of
+// schema.sql in files: then it is up to date, and AutoMigrate, which sends
+// some 120 catalog queries to find that out (200 ms and more), does not
+// run. A column of another type than schema.sql's leaves the schema not up
+// to date, so that AutoMigrate changes it as it always did; a version
+// whose schema changes in another way AutoMigrate makes must make the
+// check see that change too.
 func migrate(db *gorm.DB, schema string, all []any, files fs.FS) error {
 	want, err := objects(files)
 	if err != nil {
@@ -131,8 +132,11 @@ var (
 	// declaredColumn is a column of a CREATE TABLE's list: a quoted name
 	// followed by its type, where a key's or a reference's columns are
 	// followed by a comma or a parenthesis.
-	declaredColumn = regexp.MustCompile(`(?:^|,)"(\w+)" `)
-	createdIndex   = regexp.MustCompile(`(?m)^CREATE (?:UNIQUE )?INDEX IF NOT EXISTS "(\w+)" ON "(\w+)"`)
+	declaredColumn = regexp.MustCompile(`(?:^|,)"(\w+)" (\w+(?:\(\d+(?:,\d+)?\))?)`)
+	// typeNames are the names PostgreSQL's format_type gives the types
+	// schema.sql declares by another.
+	typeNames    = strings.NewReplacer("varchar(", "character varying(", "timestamptz", "timestamp with time zone")
+	createdIndex = regexp.MustCompile(`(?m)^CREATE (?:UNIQUE )?INDEX IF NOT EXISTS "(\w+)" ON "(\w+)"`)
 	// namedConstraint is a constraint of a CREATE TABLE's list or of an
 	// ALTER TABLE … ADD CONSTRAINT, of the table that statement names.
 	namedConstraint = regexp.MustCompile(`CONSTRAINT "(\w+)"`)
@@ -150,7 +154,7 @@ func objects(files fs.FS) ([]string, error) {
 	for _, m := range createdTable.FindAllStringSubmatch(string(b), -1) {
 		objs = append(objs, "table "+m[1])
 		for _, c := range declaredColumn.FindAllStringSubmatch(m[2], -1) {
-			objs = append(objs, "column "+m[1]+"."+c[1])
+			objs = append(objs, "column "+m[1]+"."+c[1]+" "+typeNames.Replace(strings.ToLower(c[2])))
 		}
 		for _, c := range namedConstraint.FindAllStringSubmatch(m[2], -1) {
 			objs = append(objs, "constraint "+m[1]+"."+c[1])
@@ -179,7 +183,7 @@ const catalogObjects = `WITH t AS (SELECT c.oid, c.relname FROM pg_class c
 	WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND c.relname IN ? AND c.relkind IN ('r', 'p'))
 SELECT 'table ' || t.relname FROM t
 UNION ALL
-SELECT 'column ' || t.relname || '.' || a.attname FROM t JOIN pg_attribute a ON a.attrelid = t.oid WHERE a.attnum > 0 AND NOT a.attisdropped
+SELECT 'column ' || t.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) FROM t JOIN pg_attribute a ON a.attrelid = t.oid WHERE a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
 SELECT 'index ' || t.relname || '.' || i.relname FROM t JOIN pg_index x ON x.indrelid = t.oid JOIN pg_class i ON i.oid = x.indexrelid
 UNION ALL
