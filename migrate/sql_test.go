@@ -21,8 +21,8 @@ var ddl = regexp.MustCompile(`(?i)^\s*(CREATE|ALTER|DROP)\b`)
 const regenerate = "regenerate migrate/sql with scripts/schema-sql.sh"
 
 // upNoDDL runs Up on db and fails t if Up changed the schema: it must find
-// the schema up to date.
-func upNoDDL(t *testing.T, db *gorm.DB) {
+// the schema up to date. It returns the statements Up sent.
+func upNoDDL(t *testing.T, db *gorm.DB) []string {
 	t.Helper()
 	rec := dbtest.RecorderOf(db)
 	rec.Start()
@@ -32,6 +32,7 @@ func upNoDDL(t *testing.T, db *gorm.DB) {
 	for _, s := range stmts {
 		assert.NotRegexp(t, ddl, s, "Up finds the schema up to date")
 	}
+	return stmts
 }
 
 // execFile runs the SQL file path on db: whole, or on MariaDB, whose

@@ -418,8 +418,9 @@ func TestUpRefusesToRebuildATable(t *testing.T) {
 // on an up-to-date schema it reads pg_catalog once and sends no DDL, and a
 // schema that lacks any one object (a table, a column, an index, a
 // constraint), or has a column of another type, is not up to date: Up
-// makes what is missing, or AutoMigrate changes the column back, and the catalog is a new database's again, but for the position
-// of a column dropped and added again.
+// makes what is missing, or AutoMigrate changes the column back, and the
+// catalog is a new database's again, but for the position of a column
+// dropped and added again.
 func TestUpOnPostgresReadsTheCatalogOnce(t *testing.T) {
 	t.Parallel()
 	db := dbtest.Postgres(t)
@@ -436,13 +437,9 @@ func TestUpOnPostgresReadsTheCatalogOnce(t *testing.T) {
 	}
 	want := catalog()
 
-	rec := dbtest.RecorderOf(db)
-	rec.Start()
-	require.NoError(t, migrate.Up(ctx, db))
-	stmts, _ := rec.Stop()
+	stmts := upNoDDL(t, db)
 	assert.Len(t, stmts, 2, "the lock and the catalog read:\n%s", strings.Join(stmts, "\n"))
 	for _, s := range stmts {
-		assert.NotRegexp(t, ddl, s)
 		assert.NotContains(t, s, "information_schema")
 	}
 
