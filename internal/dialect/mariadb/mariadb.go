@@ -32,10 +32,18 @@ import (
 var Dialect = dialect.Dialect{
 	Name:     "mariadb",
 	GORMName: "mysql",
+	// The UPDATE finds its row by the primary key alone, and tests the
+	// guard IS TRUE (as WHERE does: not where it is false or NULL), which
+	// MariaDB's range optimizer does not look into. Otherwise, at every
+	// execution, it weighs a range of each index whose column the guard
+	// names, and a union of them for each OR, for a statement that can only
+	// read the one row its key finds. A fenced move's guard ORs conditions
+	// on indexed columns, and that weighing made it cost a tenth more than
+	// the unfenced move.
 	Guard: func(g *dialect.GuardedUpdate) *dialect.Guard {
 		return &dialect.Guard{
 			Table:     g.Table,
-			Statement: *dialect.Positional(g.Update()),
+			Statement: *dialect.Positional("UPDATE " + g.Table + " SET " + g.Set + " WHERE id = " + g.ID() + " AND (" + g.Where + ") IS TRUE"),
 			Probe:     dialect.Positional("SELECT " + g.Code() + " FROM " + g.Table + " WHERE id = " + g.ID() + " LOCK IN SHARE MODE"),
 		}
 	},
