@@ -38,6 +38,9 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	if sqlDB == nil {
+		t.Fatal("the test that opens the database did not get as far as its pool")
+	}
 	if err := sqlDB.Ping(); err == nil {
 		t.Error("the database is open after its test ended")
 	}
