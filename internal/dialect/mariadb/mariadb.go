@@ -33,8 +33,9 @@ var Dialect = dialect.Dialect{
 	Name:     "mariadb",
 	GORMName: "mysql",
 	// The UPDATE finds its row by the primary key alone, and tests the
-	// guard IS TRUE (as WHERE does: not where it is false or NULL), which
-	// MariaDB's range optimizer does not look into. Otherwise, at every
+	// guard IS TRUE, which selects the rows WHERE would (not those where
+	// the guard is false or NULL) and which MariaDB's range optimizer does
+	// not look into. Otherwise, at every
 	// execution, it weighs a range of each index whose column the guard
 	// names, and a union of them for each OR, for a statement that can only
 	// read the one row its key finds. A fenced move's guard ORs conditions

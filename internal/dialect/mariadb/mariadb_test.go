@@ -245,12 +245,12 @@ func TestGuardedUpdatesReadOnlyThePrimaryKey(t *testing.T) {
 	require.NotEmpty(t, updates)
 	// The indexes whose first column is id, by table: those the
 	// optimizer may weigh for the row's ID.
-	var onID []struct{ Table, Index string }
-	require.NoError(t, db.Raw(`SELECT table_name AS `+"`table`"+`, index_name AS `+"`index`"+` FROM information_schema.statistics
+	var onID []string
+	require.NoError(t, db.Raw(`SELECT CONCAT(table_name, '.', index_name) FROM information_schema.statistics
 		WHERE table_schema = DATABASE() AND seq_in_index = 1 AND column_name = 'id'`).Scan(&onID).Error)
 	idIndexes := map[string]bool{}
 	for _, i := range onID {
-		idIndexes[i.Table+"."+i.Index] = true
+		idIndexes[i] = true
 	}
 	fenced := 0
 	for _, u := range updates {
