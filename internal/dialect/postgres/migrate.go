@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"gorm.io/gorm"
 
@@ -143,12 +144,21 @@ var (
 	alteredTable    = regexp.MustCompile(`(?m)^ALTER TABLE "(\w+)" (.*);$`)
 )
 
+// parsed holds the objects of each schema.sql text objects has parsed.
+// The files are the package's own, embedded, so there is one text per
+// database; parsing it again on every Up made an Up on an up-to-date
+// schema take 1.7 times as long (see BenchmarkUp).
+var parsed sync.Map // string → []string
+
 // objects returns the objects schema.sql in files makes, as the lines
-// catalogObjects reads, sorted.
+// catalogObjects reads, sorted. The slice is shared: callers only read it.
 func objects(files fs.FS) ([]string, error) {
 	b, err := fs.ReadFile(files, "schema.sql")
 	if err != nil {
 		return nil, err
+	}
+	if objs, ok := parsed.Load(string(b)); ok {
+		return objs.([]string), nil
 	}
 	var objs []string
 	for _, m := range createdTable.FindAllStringSubmatch(string(b), -1) {
@@ -172,6 +182,7 @@ func objects(files fs.FS) ([]string, error) {
 		return nil, fmt.Errorf("schema.sql declares nothing")
 	}
 	slices.Sort(objs)
+	parsed.Store(string(b), objs)
 	return objs, nil
 }
 
