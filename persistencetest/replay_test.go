@@ -314,7 +314,7 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 			return nil
 		}
 		// The other copies, if any, check too before this one creates.
-		checked.wait(8)
+		checked.wait(persistencetest.Copies)
 		_, err := repo.CreatePhaseResult(ctx, repository.NewPhaseResult{FeatureRunID: o.run, Phase: "plan"})
 		return err
 	}}}
@@ -328,8 +328,8 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 	t.Logf("the failure:\n%s", msgs[0])
 }
 
-// checkpoint holds the copies of a step that reach it until n have: the
-// copies RequireReplaySafe runs at once. A copy that stays alone there for
+// checkpoint holds the copies of a step that reach it until n have, such
+// as the persistencetest.Copies that RequireReplaySafe runs at once. A copy that stays alone there for
 // a while runs in one of the modes that run a step by itself, and goes on.
 // Once two copies wait, they are the concurrent mode's, and wait for the
 // rest, up to 30 s, however long the machine takes to start them.

@@ -1,0 +1,4 @@
+package persistencetest
+
+// Copies is copies, for the tests of package persistencetest_test.
+const Copies = copies
