@@ -20,6 +20,7 @@ import (
 // user's on each chain, and the OpenTelemetry plugin's spans, see exactly
 // the statements that reach the driver, as many as the write's path needs.
 func TestEveryStatementThroughCallbacks(t *testing.T) {
+	t.Parallel()
 	eachDatabase(t, func(t *testing.T, d *database) {
 		spans := tracetest.NewSpanRecorder()
 		db := d.open(&gorm.Config{})

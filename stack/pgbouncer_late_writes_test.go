@@ -48,6 +48,7 @@ import (
 // (ScarceServers). The counts are logged as a table, with how PgBouncer
 // handled the cancel requests, from its log.
 func TestPgBouncerLateWrites(t *testing.T) {
+	t.Parallel()
 	bin := pgBouncerBinary(t)
 	database := dbtest.PostgresDatabase(t)
 	direct := openGORM(t, directDSN(t, database))

@@ -78,6 +78,7 @@ func bouncerIterations() int {
 // pgx in the query exec mode docs/databases.md recommends, and shows that pgx's
 // default mode fails there.
 func TestPgBouncer(t *testing.T) {
+	t.Parallel()
 	bin := pgBouncerBinary(t)
 	// A database of its own rather than the schema of dbtest.Postgres:
 	// PgBouncer refuses search_path as a startup parameter ("unsupported

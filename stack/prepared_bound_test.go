@@ -38,6 +38,7 @@ const (
 // server's Prepared_stmt_count too, on a server of the test's own, as that
 // count is the whole server's.
 func TestPreparedStatementsBounded(t *testing.T) {
+	t.Parallel()
 	for _, kind := range dbtest.All() {
 		t.Run(kind.Name, func(t *testing.T) {
 			t.Parallel()

@@ -39,6 +39,7 @@ const (
 // repository.ErrPreparedStatementLimit, still wrapping the driver's error
 // 1461, and the counts are logged as docs/tenants.md quotes them.
 func TestPreparedStatementsAcrossTenants(t *testing.T) {
+	t.Parallel()
 	driveTenants(t, 0)
 }
 
@@ -48,6 +49,7 @@ func TestPreparedStatementsAcrossTenants(t *testing.T) {
 // margin for statements closed late: its least recently used statements
 // are closed on every connection, and no tenant reaches the limit.
 func TestPreparedStatementsAcrossTenantsBounded(t *testing.T) {
+	t.Parallel()
 	driveTenants(t, tenantPreparedLimit/tenantConns-50)
 }
 

@@ -17,6 +17,7 @@ import (
 // Every write must answer on each path exactly as it does without the
 // resolver, so the reads that decide a write's outcome go to the primary.
 func TestReplicaNeverDecidesAWrite(t *testing.T) {
+	t.Parallel()
 	for _, kind := range dbtest.All() {
 		t.Run(kind.Name, func(t *testing.T) {
 			t.Parallel()

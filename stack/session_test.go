@@ -24,6 +24,7 @@ import (
 // TestPrepareStmt runs every path of every write on a GORM that prepares
 // its statements.
 func TestPrepareStmt(t *testing.T) {
+	t.Parallel()
 	eachDatabase(t, func(t *testing.T, d *database) {
 		repo := repository.New(d.open(&gorm.Config{PrepareStmt: true}))
 		each(t, func(t *testing.T, _ write, p path, prepare func(*fixture) call) {
@@ -35,6 +36,7 @@ func TestPrepareStmt(t *testing.T) {
 // TestDryRun checks that a Repository on a DryRun session writes nothing
 // and answers as a first, successful call does.
 func TestDryRun(t *testing.T) {
+	t.Parallel()
 	eachDatabase(t, func(t *testing.T, d *database) {
 		db := d.open(&gorm.Config{})
 		dry := repository.New(db.Session(&gorm.Session{DryRun: true}))
@@ -70,6 +72,7 @@ func dump(t testing.TB, db *gorm.DB) string {
 // TestParameterizedQueries checks that a logger with ParameterizedQueries
 // logs the statements of every write without their values.
 func TestParameterizedQueries(t *testing.T) {
+	t.Parallel()
 	for _, parameterized := range []bool{true, false} {
 		t.Run(map[bool]string{true: "parameterized", false: "with values"}[parameterized], func(t *testing.T) {
 			eachDatabase(t, func(t *testing.T, d *database) {
@@ -111,6 +114,7 @@ func TestParameterizedQueries(t *testing.T) {
 // TestNowFunc checks that timestamps come from the db's NowFunc, truncated
 // to microseconds.
 func TestNowFunc(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2031, 2, 3, 4, 5, 6, 789_123_456, time.FixedZone("UTC+2", 2*3600))
 	eachDatabase(t, func(t *testing.T, d *database) {
 		repo := repository.New(d.open(&gorm.Config{NowFunc: func() time.Time { return at }}))
@@ -140,6 +144,7 @@ func TestNowFunc(t *testing.T) {
 // TestScopesIgnored gives New a handle carrying each query scope a caller
 // may have on theirs: the Repository must behave as on a plain handle.
 func TestScopesIgnored(t *testing.T) {
+	t.Parallel()
 	scopes := map[string]func(*gorm.DB) *gorm.DB{
 		"Where":    func(db *gorm.DB) *gorm.DB { return db.Where("1 = 0") },
 		"Not":      func(db *gorm.DB) *gorm.DB { return db.Not("1 = 1") },
@@ -197,6 +202,7 @@ func TestScopesIgnored(t *testing.T) {
 // names under a NamingStrategy with a TablePrefix: the models name their
 // tables themselves.
 func TestTablePrefixIgnored(t *testing.T) {
+	t.Parallel()
 	eachDatabase(t, func(t *testing.T, d *database) {
 		db := d.open(&gorm.Config{NamingStrategy: schema.NamingStrategy{TablePrefix: "app_"}})
 		require.NoError(t, migrate.Up(d.ctx, db))

@@ -24,6 +24,7 @@ import (
 // write lock for as long as it runs, and the other write waits at most
 // the busy timeout before it fails with "database is locked".
 func TestSQLiteBigAppendDoesNotLockOthersOut(t *testing.T) {
+	t.Parallel()
 	db, err := gorm.Open(sqlite.Open(fmt.Sprintf(sqliteFileDSN, filepath.Join(t.TempDir(), "app.db"))), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()

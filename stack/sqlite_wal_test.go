@@ -43,6 +43,7 @@ const (
 // goroutines on an SQLite file opened with the README's DSN, and shows that
 // without _txlock=immediate the same workload fails.
 func TestSQLiteWAL(t *testing.T) {
+	t.Parallel()
 	t.Run("ImmediateTransactions", func(t *testing.T) {
 		dsn := fmt.Sprintf(sqliteFileDSN, filepath.Join(t.TempDir(), "app.db"))
 		errs := readThenWrite(t, dsn)
