@@ -114,14 +114,7 @@ func TestPurgeUsesIndexes(t *testing.T) {
 			loads := runListLoads[d.Name]
 			analyze := loads[len(loads)-1]
 			loads = append(append(append(loads[:len(loads)-1:len(loads)-1], purgeLoads[d.Name]...), purgeable...), analyze)
-			require.NoError(t, db.Connection(func(conn *gorm.DB) error {
-				for _, q := range loads {
-					if err := conn.Exec(q).Error; err != nil {
-						return fmt.Errorf("%s: %w", q, err)
-					}
-				}
-				return nil
-			}))
+			load(t, db, d.Name, loads)
 			var runs, invocations int64
 			require.NoError(t, db.Table("feature_runs").Count(&runs).Error)
 			require.NoError(t, db.Table("agent_invocations").Count(&invocations).Error)

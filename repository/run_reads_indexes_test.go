@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -166,14 +167,7 @@ func TestRunListReadsUseIndexes(t *testing.T) {
 			t.Parallel()
 			db, ctx := openForLoads(t, d)
 			start := time.Now()
-			require.NoError(t, db.Connection(func(conn *gorm.DB) error {
-				for _, q := range runListLoads[d.Name] {
-					if err := conn.Exec(q).Error; err != nil {
-						return fmt.Errorf("%s: %w", q, err)
-					}
-				}
-				return nil
-			}))
+			load(t, db, d.Name, runListLoads[d.Name])
 			t.Logf("loaded 100,000 runs with children in %s", time.Since(start).Round(time.Millisecond))
 
 			var sample []uuid.UUID
@@ -277,4 +271,35 @@ func openForLoads(t *testing.T, d dbtest.Database) (*gorm.DB, context.Context) {
 	ctx := t.Context()
 	require.NoError(t, migrate.Up(ctx, db))
 	return db, ctx
+}
+
+// foreignKeyChecks are the session settings that turn a connection's
+// foreign key checks off and on again, on each database. A load builds
+// its children from the runs it inserted, so checking each child's
+// parent would only cost time: on PostgreSQL, 40% of the purge test's
+// load.
+var foreignKeyChecks = map[string][2]string{
+	"postgres": {"SET session_replication_role = replica", "RESET session_replication_role"},
+	"mariadb":  {"SET foreign_key_checks = 0", "SET foreign_key_checks = 1"},
+	"sqlite":   {"PRAGMA foreign_keys = OFF", "PRAGMA foreign_keys = ON"},
+}
+
+// load runs the statements of a load on one connection of db, a database
+// of kind name, with its foreign key checks off, and turns them on again
+// before the connection goes back to the pool.
+func load(t *testing.T, db *gorm.DB, name string, statements []string) {
+	t.Helper()
+	checks := foreignKeyChecks[name]
+	require.NoError(t, db.Connection(func(conn *gorm.DB) (err error) {
+		if err := conn.Exec(checks[0]).Error; err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, conn.Exec(checks[1]).Error) }()
+		for _, q := range statements {
+			if err := conn.Exec(q).Error; err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	}))
 }
