@@ -2,9 +2,12 @@ package dbtest
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
 )
 
 // Parallel is how many parallel tests a package whose TestMain is Main
@@ -20,10 +23,19 @@ import (
 const Parallel = 8
 
 // Main runs the tests of m, with Parallel parallel tests at once unless
-// -test.parallel was given, and exits with their status.
+// -test.parallel was given, vacuums the catalogs the tests' schemas left
+// dead rows in (see postgrestest.VacuumCatalogs), and exits with their
+// status.
 func Main(m *testing.M) {
 	RaiseParallel()
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := postgrestest.VacuumCatalogs(); err != nil {
+		fmt.Fprintf(os.Stderr, "dbtest: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // RaiseParallel sets -test.parallel to Parallel unless it was given on

@@ -5,9 +5,11 @@ package postgrestest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"maps"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,8 +90,112 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
+		if err := dropped(admin); err != nil {
+			tb.Errorf("vacuum the catalog: %v", err)
+		}
 	})
 	return sqlDB, schema
+}
+
+// vacuumEvery is how many schemas a process drops between two vacuums of
+// the catalog, where the server's autovacuum is off (see dropped): about
+// 25 MB of dead catalog rows.
+const vacuumEvery = 200
+
+// catalogTables are the catalog tables in which a test's schema leaves
+// rows behind when it is dropped: those of its tables, their columns,
+// types, indexes, constraints, foreign key triggers, TOAST tables and the
+// dependencies between them.
+const catalogTables = "pg_catalog.pg_class, pg_catalog.pg_attribute, pg_catalog.pg_type, pg_catalog.pg_depend, " +
+	"pg_catalog.pg_index, pg_catalog.pg_constraint, pg_catalog.pg_trigger, pg_catalog.pg_attrdef, " +
+	"pg_catalog.pg_namespace, pg_catalog.pg_statistic"
+
+// vacuums keeps, per server, the schemas dropped since its catalog was
+// last vacuumed, and whether its autovacuum is off.
+var vacuums = struct {
+	sync.Mutex
+	servers map[*sql.DB]*vacuumState
+}{servers: map[*sql.DB]*vacuumState{}}
+
+type vacuumState struct {
+	checked, off bool
+	dropped      int
+}
+
+// dropped counts a schema dropped on the server of admin, and vacuums its
+// catalog every vacuumEvery schemas where the server's autovacuum is off.
+// Each schema a test drops leaves hundreds of dead rows in the catalog,
+// which only a vacuum reclaims: on a server without autovacuum they pile
+// up run after run, and every schema created and every statement planned
+// wades through them. Six runs of the suite left 900,000 dead rows in
+// pg_attribute, and the server used a quarter more CPU for the same
+// tests. A vacuum takes no lock that DDL waits for.
+func dropped(admin *sql.DB) error {
+	vacuums.Lock()
+	v := vacuums.servers[admin]
+	if v == nil {
+		v = &vacuumState{}
+		vacuums.servers[admin] = v
+	}
+	v.dropped++
+	due := v.dropped >= vacuumEvery
+	if due {
+		v.dropped = 0
+	}
+	vacuums.Unlock()
+	if !due {
+		return nil
+	}
+	return vacuum(admin, v)
+}
+
+// VacuumCatalogs vacuums the catalog of each server on which the process
+// dropped a schema since the last vacuum, where the server's autovacuum
+// is off: a test binary calls it once its tests have run, so that the next
+// run starts from a catalog without their dead rows.
+func VacuumCatalogs() error {
+	vacuums.Lock()
+	due := map[*sql.DB]*vacuumState{}
+	for admin, v := range vacuums.servers {
+		if v.dropped > 0 {
+			v.dropped = 0
+			due[admin] = v
+		}
+	}
+	vacuums.Unlock()
+	var errs []error
+	for admin, v := range due {
+		if err := vacuum(admin, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// vacuum vacuums the catalog tables of admin's database if the server's
+// autovacuum is off, which it asks the first time. SKIP_LOCKED passes
+// over a table another vacuum holds.
+func vacuum(admin *sql.DB, v *vacuumState) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vacuums.Lock()
+	checked, off := v.checked, v.off
+	vacuums.Unlock()
+	if !checked {
+		var setting string
+		if err := admin.QueryRowContext(ctx, "SHOW autovacuum").Scan(&setting); err != nil {
+			return err
+		}
+		off = setting == "off"
+		vacuums.Lock()
+		v.checked, v.off = true, off
+		vacuums.Unlock()
+	}
+	if !off {
+		return nil
+	}
+	_, err := admin.ExecContext(ctx, "VACUUM (SKIP_LOCKED) "+catalogTables)
+	return err
 }
 
 // Database creates an empty database of its own on the server at dsn and
