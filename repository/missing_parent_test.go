@@ -20,6 +20,7 @@ import (
 // (syntax error at or near "AND"); inside a transaction the read could
 // not run at all, the failed insert having aborted it.
 func TestMissingParentOfUnnamedConstraint(t *testing.T) {
+	t.Parallel()
 	for _, db := range dbtest.All() {
 		t.Run(db.Name, func(t *testing.T) {
 			t.Parallel()

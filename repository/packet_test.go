@@ -29,11 +29,13 @@ func TestPacketLimitIsTheServers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping under -short: sends max_allowed_packet of values")
 	}
+	t.Parallel()
 	for name, set := range map[string]func(*mysql.Config){
 		"prepared":          func(*mysql.Config) {},
 		"interpolateParams": func(c *mysql.Config) { c.InterpolateParams = true },
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			db := dbtest.MariaDBWith(t, set)
 			// A fixed clock, whose times the driver writes in full: a
 			// statement's size does not depend on when it is sent.
@@ -111,8 +113,10 @@ func TestLargeWritesOnPostgreSQLAndSQLite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping under -short: writes 16 MiB")
 	}
+	t.Parallel()
 	for name, open := range map[string]func(testing.TB) *gorm.DB{"sqlite": dbtest.SQLite, "postgres": dbtest.Postgres} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			db := open(t)
 			require.NoError(t, migrate.Up(t.Context(), db))
 			repo := repository.New(db)

@@ -19,6 +19,7 @@ import (
 // rollback does not reset. Inside a transaction the error aborted the
 // transaction, and it is returned.
 func TestRetriesCitusEssentialConnectionFailure(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	db := dbtest.Postgres(t)
 	require.NoError(t, migrate.Up(ctx, db))

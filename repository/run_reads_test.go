@@ -21,6 +21,7 @@ import (
 // the phase filter of ListFeatureRuns, with every status set and every
 // page, CountFeatureRuns and its limit, and SummarizeRuns.
 func TestRunListReads(t *testing.T) {
+	t.Parallel()
 	for _, d := range dbtest.All() {
 		t.Run(d.Name, func(t *testing.T) {
 			ctx := t.Context()
@@ -155,6 +156,7 @@ func TestRunListReads(t *testing.T) {
 // database: soonest deadline first, then by ID, those without a deadline
 // last, in any status.
 func TestListCTAEvents(t *testing.T) {
+	t.Parallel()
 	for _, d := range dbtest.All() {
 		t.Run(d.Name, func(t *testing.T) {
 			ctx := t.Context()
@@ -260,6 +262,7 @@ func must[T any](v T, err error) T {
 // TestRunOutline checks, on every database, that RunOutline is
 // RunTimeline without the payloads of phases and invocations.
 func TestRunOutline(t *testing.T) {
+	t.Parallel()
 	for _, d := range dbtest.All() {
 		t.Run(d.Name, func(t *testing.T) {
 			ctx := t.Context()

@@ -10,6 +10,7 @@ import (
 )
 
 func TestStableID(t *testing.T) {
+	t.Parallel()
 	id := repository.StableID("evt", "step")
 	assert.Equal(t, id, repository.StableID("evt", "step"), "deterministic")
 	assert.Equal(t, uuid.Version(5), id.Version())

@@ -1,8 +1,10 @@
 package repository_test
 
 import (
+	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +47,21 @@ SELECT CONCAT('00000000-0000-4000-8000-', LPAD(@n - seq, 12, '0')), @run,
 FROM seq_0_to_%d ORDER BY seq`,
 }
 
+// stackLimit serialises the reads of TestRunTimelineAtAnyDepth's
+// subtests, each under a stack limit of its own, which is the process's.
+var stackLimit sync.Mutex
+
+// readLimited reads the timeline of run with every goroutine's stack
+// limited to limit bytes, and returns how long the read took.
+func readLimited(ctx context.Context, repo *repository.Repository, run uuid.UUID, limit int) (*repository.Timeline, time.Duration, error) {
+	stackLimit.Lock()
+	defer stackLimit.Unlock()
+	defer debug.SetMaxStack(debug.SetMaxStack(limit))
+	start := time.Now()
+	tl, err := repo.RunTimeline(ctx, run)
+	return tl, time.Since(start), err
+}
+
 // stackPerLevel is the stack, in bytes per level of nesting, that
 // TestRunTimelineAtAnyDepth lets a read use: far less than a recursive
 // walk's frame (1,376 bytes when nest recursed), far more than a read
@@ -59,14 +76,18 @@ const stackPerLevel = 256
 // stackPerLevel bytes per level meanwhile, so that a read whose stack
 // grows with the depth crashes the process here, at a depth the test can
 // afford, as a recursive nest did with "fatal error: stack overflow" at a
-// million under Go's default limit of 1 GB.
+// million under Go's default limit of 1 GB. The limit, at least 16 MiB,
+// holds for the tests running beside it too, whose goroutines need far
+// less.
 func TestRunTimelineAtAnyDepth(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		db    string
 		depth int
 	}{{"sqlite", 300_000}, {"postgres", 100_000}, {"mariadb", 100_000}} {
 		d := database(t, c.db)
 		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
 			n := c.depth
 			if testing.Short() {
 				n = min(n, 100_000)
@@ -89,12 +110,9 @@ func TestRunTimelineAtAnyDepth(t *testing.T) {
 			require.EqualValues(t, n, res.RowsAffected)
 			inserted := time.Since(start)
 
-			start = time.Now()
 			limit := max(n*stackPerLevel, 16<<20)
-			defer debug.SetMaxStack(debug.SetMaxStack(limit))
-			tl, err := repo.RunTimeline(ctx, run)
+			tl, read, err := readLimited(ctx, repo, run, limit)
 			require.NoError(t, err)
-			read := time.Since(start)
 
 			require.Len(t, tl.Unphased, 1)
 			node := &tl.Unphased[0]

@@ -59,6 +59,7 @@ func nestRecursively(invocations []models.AgentInvocation) []InvocationTimeline 
 // their own parent, and cycles of parents that only a hand-edited database
 // holds, each set in a random order. Every invocation must be listed once.
 func TestNestAsTheRecursionDid(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 2000 {
 		n := rng.IntN(40)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestFormatNanoUSD(t *testing.T) {
+	t.Parallel()
 	for nano, want := range map[int64]string{
 		0:             "0.000000000",
 		1:             "0.000000001",

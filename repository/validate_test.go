@@ -74,6 +74,7 @@ func requireSameSet(t *testing.T, vs []any, msg string) bool {
 // other spellings and values refused alone, and at the array's size and
 // depth limits.
 func TestEncodeSetAsTwice(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	numbers := []any{
 		json.RawMessage("1e300"), 1e300, json.RawMessage("1.0e300"), json.RawMessage("-1e-300"), 5e-324,
