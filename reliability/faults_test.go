@@ -648,6 +648,9 @@ func TestFaultInjectionOnCitus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping fault injection under -short: it runs 40 workloads on Citus while killing connections")
 	}
+	// Beside the other tests: it kills only the backends of its own
+	// application_name.
+	t.Parallel()
 	app := "reliability-faults-" + uuid.NewString()[:8]
 	db := dbtest.CitusWithParams(t, map[string]string{"application_name": app})
 	admin, err := sql.Open("pgx", os.Getenv(dbtest.CitusEnvVar))
