@@ -62,6 +62,11 @@ func readLimited(ctx context.Context, repo *repository.Repository, run uuid.UUID
 	return tl, time.Since(start), err
 }
 
+// shortDepth is the chain's depth under -short: deep enough that a
+// recursive walk (1,376 bytes a level, 41 MB in all) still passes the 16
+// MiB that the stack is limited to at least.
+const shortDepth = 30_000
+
 // stackPerLevel is the stack, in bytes per level of nesting, that
 // TestRunTimelineAtAnyDepth lets a read use: far less than a recursive
 // walk's frame (1,376 bytes when nest recursed), far more than a read
@@ -70,13 +75,13 @@ const stackPerLevel = 256
 
 // TestRunTimelineAtAnyDepth reads the timeline of a run whose invocations
 // form one chain of sub-agents, 300,000 deep on SQLite (the depth at which
-// a recursive read took 512 MiB of stack; 100,000 under -short) and
-// 100,000 deep on PostgreSQL and MariaDB, and checks the
-// nesting down to the bottom. The goroutines' stacks are limited to
-// stackPerLevel bytes per level meanwhile, so that a read whose stack
-// grows with the depth crashes the process here, at a depth the test can
-// afford, as a recursive nest did with "fatal error: stack overflow" at a
-// million under Go's default limit of 1 GB. The limit, at least 16 MiB,
+// a recursive read took 512 MiB of stack) and 100,000 deep on PostgreSQL
+// and MariaDB, shortDepth under -short, and checks the nesting down to the
+// bottom. The goroutines' stacks are limited to stackPerLevel bytes per
+// level meanwhile, so that a read whose stack grows with the depth
+// crashes the process here, at a depth the test can afford, as a
+// recursive nest did with "fatal error: stack overflow" at a million
+// under Go's default limit of 1 GB. The limit, at least 16 MiB,
 // holds for the tests running beside it too, whose goroutines need far
 // less.
 func TestRunTimelineAtAnyDepth(t *testing.T) {
@@ -90,7 +95,7 @@ func TestRunTimelineAtAnyDepth(t *testing.T) {
 			t.Parallel()
 			n := c.depth
 			if testing.Short() {
-				n = min(n, 100_000)
+				n = min(n, shortDepth)
 			}
 			db := d.Open(t)
 			ctx := t.Context()
