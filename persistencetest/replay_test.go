@@ -405,8 +405,13 @@ func TestRequireReplaySafeReportsErrors(t *testing.T) {
 	}
 }
 
+// shortWorkloadSteps is how many steps of each generated feature run
+// TestRequireReplaySafeOnWorkload runs under -short.
+const shortWorkloadSteps = 40
+
 // TestRequireReplaySafeOnWorkload runs generated feature runs of
-// internal/workload, 80 steps each, under every mode.
+// internal/workload, 80 steps each (the first shortWorkloadSteps under
+// -short), under every mode.
 func TestRequireReplaySafeOnWorkload(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -431,6 +436,12 @@ func TestRequireReplaySafeOnWorkload(t *testing.T) {
 			}
 			t.Parallel()
 			generated := workload.Generate(c.seed, fmt.Sprintf("kit-%d", c.seed))
+			if testing.Short() {
+				// Its first steps, a workflow too: the zombie mode runs
+				// the steps once for each step, so half the steps take
+				// a quarter of the time.
+				generated = generated[:shortWorkloadSteps]
+			}
 			steps := make([]persistencetest.Step, len(generated))
 			for i, s := range generated {
 				steps[i] = persistencetest.Step{Name: s.Name, Run: func(ctx context.Context, repo *repository.Repository) error {
