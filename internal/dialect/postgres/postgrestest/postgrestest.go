@@ -118,8 +118,9 @@ var vacuums = struct {
 }{servers: map[*sql.DB]*vacuumState{}}
 
 type vacuumState struct {
-	checked, off bool
-	dropped      int
+	dropped int
+	// autovacuumOff asks the server once.
+	autovacuumOff func() (bool, error)
 }
 
 // dropped counts a schema dropped on the server of admin, and vacuums its
@@ -134,7 +135,11 @@ func dropped(admin *sql.DB) error {
 	vacuums.Lock()
 	v := vacuums.servers[admin]
 	if v == nil {
-		v = &vacuumState{}
+		v = &vacuumState{autovacuumOff: sync.OnceValues(func() (bool, error) {
+			var setting string
+			err := admin.QueryRow("SHOW autovacuum").Scan(&setting)
+			return setting == "off", err
+		})}
 		vacuums.servers[admin] = v
 	}
 	v.dropped++
@@ -165,35 +170,20 @@ func VacuumCatalogs() error {
 	vacuums.Unlock()
 	var errs []error
 	for admin, v := range due {
-		if err := vacuum(admin, v); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, vacuum(admin, v))
 	}
 	return errors.Join(errs...)
 }
 
 // vacuum vacuums the catalog tables of admin's database if the server's
-// autovacuum is off, which it asks the first time. SKIP_LOCKED passes
-// over a table another vacuum holds.
+// autovacuum is off. SKIP_LOCKED passes over a table another vacuum
+// holds.
 func vacuum(admin *sql.DB, v *vacuumState) error {
+	if off, err := v.autovacuumOff(); err != nil || !off {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	vacuums.Lock()
-	checked, off := v.checked, v.off
-	vacuums.Unlock()
-	if !checked {
-		var setting string
-		if err := admin.QueryRowContext(ctx, "SHOW autovacuum").Scan(&setting); err != nil {
-			return err
-		}
-		off = setting == "off"
-		vacuums.Lock()
-		v.checked, v.off = true, off
-		vacuums.Unlock()
-	}
-	if !off {
-		return nil
-	}
 	_, err := admin.ExecContext(ctx, "VACUUM (SKIP_LOCKED) "+catalogTables)
 	return err
 }
