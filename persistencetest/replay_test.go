@@ -329,8 +329,9 @@ func TestConcurrentModeCatchesCheckThenCreate(t *testing.T) {
 }
 
 // checkpoint holds the copies of a step that reach it until n have, such
-// as the persistencetest.Copies that RequireReplaySafe runs at once. A copy that stays alone there for
-// a while runs in one of the modes that run a step by itself, and goes on.
+// as the persistencetest.Copies that RequireReplaySafe runs at once. A
+// copy that stays alone there for a while runs in one of the modes that
+// run a step by itself, and goes on.
 // Once two copies wait, they are the concurrent mode's, and wait for the
 // rest, up to 30 s, however long the machine takes to start them.
 type checkpoint struct {
