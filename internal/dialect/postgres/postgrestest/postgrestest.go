@@ -5,14 +5,18 @@ package postgrestest
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"maps"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -59,6 +63,11 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 }
 
 // FreshSchema is FreshWithParams that also returns the schema's name.
+//
+// Without params, the pool's connections come from server connections
+// the process's tests share (see sharedBackends): each test still has its
+// schema, and every connection it gets is set to it and used by it alone
+// until its pool closes.
 func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, string) {
 	tb.Helper()
 	admin := Admin(tb, dsn)
@@ -68,16 +77,19 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		tb.Fatalf("create schema: %v", err)
 	}
-	params = maps.Clone(params)
-	if params == nil {
-		params = map[string]string{}
-	}
-	// The search path names the schema, so that every connection,
-	// including the first, uses it.
-	params["search_path"] = schema
-	sqlDB, err := sql.Open("pgx", withParams(tb, dsn, params))
-	if err != nil {
-		tb.Fatalf("open postgres: %v", err)
+	var sqlDB *sql.DB
+	closeDB := func() { _ = sqlDB.Close() }
+	if len(params) == 0 {
+		sqlDB, closeDB = sharedBackends(tb, dsn).open(schema)
+	} else {
+		params = maps.Clone(params)
+		// The search path names the schema, so that every connection,
+		// including the first, uses it.
+		params["search_path"] = schema
+		var err error
+		if sqlDB, err = sql.Open("pgx", withParams(tb, dsn, params)); err != nil {
+			tb.Fatalf("open postgres: %v", err)
+		}
 	}
 	// database/sql keeps 2 idle connections by default: the rest of a
 	// burst of concurrent calls would close, and the next burst start
@@ -86,7 +98,7 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 	sqlDB.SetMaxOpenConns(40)
 	sqlDB.SetMaxIdleConns(40)
 	tb.Cleanup(func() {
-		_ = sqlDB.Close()
+		closeDB()
 		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
@@ -95,6 +107,119 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 		}
 	})
 	return sqlDB, schema
+}
+
+// backends is the server connections that the pools of FreshSchema
+// without params share, per server DSN. On a small machine a new
+// PostgreSQL connection costs the server some 30 ms of CPU: forking a
+// process and filling its catalog caches. The tests made some 900 of them
+// in a -short run, and the root package's contract suite took half the
+// server's CPU (47 core-seconds against 18) and more than half the wall
+// time with a connection of its own for each test's pool.
+var backends = struct {
+	sync.Mutex
+	pools map[string]*backendPool
+}{pools: map[string]*backendPool{}}
+
+// backendPool is the shared server connections of one DSN.
+type backendPool struct{ pool *pgxpool.Pool }
+
+// closedByPool is the key, in the custom data of a server connection a
+// test's pool holds, of the flag that this pool is closing: see reset.
+const closedByPool = "postgrestest.closed-by-pool"
+
+// sharedBackends returns the shared server connections of dsn.
+func sharedBackends(tb testing.TB, dsn string) *backendPool {
+	tb.Helper()
+	backends.Lock()
+	defer backends.Unlock()
+	if b := backends.pools[dsn]; b != nil {
+		return b
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		tb.Fatalf("the PostgreSQL DSN %q: %v", dsn, err)
+	}
+	// As many as the server takes: a test's pool holds its connections
+	// until it closes, and tests running side by side together held
+	// fewer than the server's default limit of 100 when each opened its
+	// own. Idle ones close soon, to leave the server's connections to the
+	// other packages' tests running beside these.
+	cfg.MaxConns = 100
+	cfg.MaxConnIdleTime = 2 * time.Second
+	cfg.HealthCheckPeriod = time.Second
+	cfg.AfterRelease = reset
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("open postgres: %v", err)
+	}
+	b := &backendPool{pool: pool}
+	backends.pools[dsn] = b
+	return b
+}
+
+// open returns a pool of the shared connections, each set to use schema,
+// and the function that closes it, which gives its connections back for
+// other tests' pools (see reset).
+func (b *backendPool) open(schema string) (*sql.DB, func()) {
+	c := schemaConnector{
+		Connector: stdlib.GetPoolConnector(b.pool),
+		search:    "SET search_path = " + pgx.Identifier{schema}.Sanitize(),
+		closing:   new(atomic.Bool),
+	}
+	db := sql.OpenDB(c)
+	return db, func() {
+		c.closing.Store(true)
+		_ = db.Close()
+	}
+}
+
+// schemaConnector hands a test's pool shared server connections set to
+// the test's schema, search.
+type schemaConnector struct {
+	driver.Connector
+	search  string
+	closing *atomic.Bool
+}
+
+// Connect takes a shared connection and sets its search path. The
+// connection is the driver's own, so that what the package does with a
+// pgx connection (asking the server to cancel its statement) it does here.
+func (c schemaConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pgxConn := conn.(*stdlib.Conn).Conn()
+	if _, err := pgxConn.Exec(ctx, c.search); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	pgxConn.PgConn().CustomData()[closedByPool] = c.closing
+	return conn, nil
+}
+
+// reset readies a shared connection, released by a test's pool, for the
+// next: it returns false, and the connection is closed, unless the pool
+// released it because it was closing. A connection released before is
+// one database/sql found bad, or the package closed after asking the
+// server to cancel its statement: a request still on its way could
+// cancel the next test's statement. The rest is what DISCARD ALL resets
+// (settings, search path included, prepared statements, temporary
+// tables, advisory locks), and pgx's cache of prepared statements.
+func reset(conn *pgx.Conn) bool {
+	closing, _ := conn.PgConn().CustomData()[closedByPool].(*atomic.Bool)
+	delete(conn.PgConn().CustomData(), closedByPool)
+	if closing == nil || !closing.Load() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := conn.DeallocateAll(ctx); err != nil {
+		return false
+	}
+	_, err := conn.Exec(ctx, "DISCARD ALL")
+	return err == nil
 }
 
 // vacuumEvery is how many schemas a process drops between two vacuums of
