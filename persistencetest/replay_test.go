@@ -455,23 +455,32 @@ func TestRequireReplaySafeOnWorkload(t *testing.T) {
 }
 
 // TestRequireReplaySafeOnPostgres runs a replay-safe workflow, a fenced
-// one that moves a phase and a sandbox, and a broken one on PostgreSQL.
+// one that moves a phase and a sandbox, and a broken one on PostgreSQL,
+// side by side: each opens a schema of its own for every run.
 func TestRequireReplaySafeOnPostgres(t *testing.T) {
 	t.Parallel()
 	dbtest.PostgresServer(t) // skips, or fails under CI, without a server
 	open := func(tb testing.TB) *gorm.DB { return persistencetest.OpenPostgres(tb, dbtest.PostgresDSN()) }
 	o := newOnboarding("evt-pg")
-	persistencetest.RequireReplaySafe(t, open, o.steps())
-	persistencetest.RequireReplaySafe(t, open, moveSteps("evt-pg-moves", "plan", "create", "running", "paused", "running", "implement", "review", "stopped"), persistencetest.FenceSteps())
-
-	broken := o.steps()
-	broken[3].Run = func(ctx context.Context, repo *repository.Repository) error {
-		return repo.UpdateFeatureRunMemories(ctx, o.run, []any{"at " + time.Now().String()})
-	}
-	failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, open, broken) })
-	if !failed || len(msgs) != len(modes) || !strings.Contains(msgs[0], `after step 4 of 6, "remember", ran twice`) {
-		t.Fatalf("got failures %q", msgs)
-	}
+	t.Run("replay-safe", func(t *testing.T) {
+		t.Parallel()
+		persistencetest.RequireReplaySafe(t, open, o.steps())
+	})
+	t.Run("fenced", func(t *testing.T) {
+		t.Parallel()
+		persistencetest.RequireReplaySafe(t, open, moveSteps("evt-pg-moves", "plan", "create", "running", "paused", "running", "implement", "review", "stopped"), persistencetest.FenceSteps())
+	})
+	t.Run("broken", func(t *testing.T) {
+		t.Parallel()
+		broken := o.steps()
+		broken[3].Run = func(ctx context.Context, repo *repository.Repository) error {
+			return repo.UpdateFeatureRunMemories(ctx, o.run, []any{"at " + time.Now().String()})
+		}
+		failed, msgs := runFake(t, func(tb testing.TB) { persistencetest.RequireReplaySafe(tb, open, broken) })
+		if !failed || len(msgs) != len(modes) || !strings.Contains(msgs[0], `after step 4 of 6, "remember", ran twice`) {
+			t.Fatalf("got failures %q", msgs)
+		}
+	})
 }
 
 // TestRequireReplaySafeInSchema runs a fenced workflow and a broken one
