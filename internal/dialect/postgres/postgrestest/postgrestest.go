@@ -65,7 +65,7 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 // FreshSchema is FreshWithParams that also returns the schema's name.
 //
 // Without params, the pool's connections come from server connections
-// the process's tests share (see sharedBackends): each test still has its
+// the process's tests share (see shared): each test still has its
 // schema, and every connection it gets is set to it and used by it alone
 // until its pool closes.
 func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, string) {
@@ -80,7 +80,7 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 	var sqlDB *sql.DB
 	closeDB := func() { _ = sqlDB.Close() }
 	if len(params) == 0 {
-		sqlDB, closeDB = sharedBackends(tb, dsn).open(schema)
+		sqlDB, closeDB = shared(tb, dsn, schema)
 	} else {
 		params = maps.Clone(params)
 		// The search path names the schema, so that every connection,
@@ -109,61 +109,51 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 	return sqlDB, schema
 }
 
-// backends is the server connections that the pools of FreshSchema
-// without params share, per server DSN. On a small machine a new
-// PostgreSQL connection costs the server some 30 ms of CPU: forking a
-// process and filling its catalog caches. The tests made some 900 of them
-// in a -short run, and the root package's contract suite took half the
-// server's CPU (47 core-seconds against 18) and more than half the wall
-// time with a connection of its own for each test's pool.
+// backends holds, per server DSN, the server connections that the pools
+// of FreshSchema without params share. A new PostgreSQL connection costs
+// the server a process and cold catalog caches: some 30 ms of CPU on a
+// small machine. With a connection of its own for each test's pool, the
+// root package's contract suite started 433 sessions under -short; run
+// alone, it took 37 s, PostgreSQL 37 core-seconds of it, against 29.5 s
+// and 18 with shared ones.
 var backends = struct {
 	sync.Mutex
-	pools map[string]*backendPool
-}{pools: map[string]*backendPool{}}
-
-// backendPool is the shared server connections of one DSN.
-type backendPool struct{ pool *pgxpool.Pool }
+	pools map[string]*pgxpool.Pool
+}{pools: map[string]*pgxpool.Pool{}}
 
 // closedByPool is the key, in the custom data of a server connection a
 // test's pool holds, of the flag that this pool is closing: see reset.
 const closedByPool = "postgrestest.closed-by-pool"
 
-// sharedBackends returns the shared server connections of dsn.
-func sharedBackends(tb testing.TB, dsn string) *backendPool {
+// shared returns a pool of the server connections shared for dsn, each
+// set to use schema, and the function that closes it, which gives its
+// connections back for other tests' pools (see reset).
+func shared(tb testing.TB, dsn, schema string) (*sql.DB, func()) {
 	tb.Helper()
 	backends.Lock()
 	defer backends.Unlock()
-	if b := backends.pools[dsn]; b != nil {
-		return b
+	pool := backends.pools[dsn]
+	if pool == nil {
+		cfg, err := pgxpool.ParseConfig(dsn)
+		if err != nil {
+			tb.Fatalf("the PostgreSQL DSN %q: %v", dsn, err)
+		}
+		// As many as the server takes: a test's pool holds its
+		// connections until it closes, and the tests running side by
+		// side held fewer than the server's default limit of 100 when
+		// each opened its own. Idle ones close soon, leaving the
+		// server's connections to other packages' tests.
+		cfg.MaxConns = 100
+		cfg.MaxConnIdleTime = 2 * time.Second
+		cfg.HealthCheckPeriod = time.Second
+		cfg.AfterRelease = reset
+		if pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
+			tb.Fatalf("open postgres: %v", err)
+		}
+		backends.pools[dsn] = pool
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		tb.Fatalf("the PostgreSQL DSN %q: %v", dsn, err)
-	}
-	// As many as the server takes: a test's pool holds its connections
-	// until it closes, and tests running side by side together held
-	// fewer than the server's default limit of 100 when each opened its
-	// own. Idle ones close soon, to leave the server's connections to the
-	// other packages' tests running beside these.
-	cfg.MaxConns = 100
-	cfg.MaxConnIdleTime = 2 * time.Second
-	cfg.HealthCheckPeriod = time.Second
-	cfg.AfterRelease = reset
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		tb.Fatalf("open postgres: %v", err)
-	}
-	b := &backendPool{pool: pool}
-	backends.pools[dsn] = b
-	return b
-}
-
-// open returns a pool of the shared connections, each set to use schema,
-// and the function that closes it, which gives its connections back for
-// other tests' pools (see reset).
-func (b *backendPool) open(schema string) (*sql.DB, func()) {
 	c := schemaConnector{
-		Connector: stdlib.GetPoolConnector(b.pool),
+		Connector: stdlib.GetPoolConnector(pool),
 		search:    "SET search_path = " + pgx.Identifier{schema}.Sanitize(),
 		closing:   new(atomic.Bool),
 	}
