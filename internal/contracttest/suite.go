@@ -61,11 +61,13 @@ type env struct {
 	repo *repository.Repository
 }
 
-// setup opens a fresh database for t, migrates it and marks t parallel.
+// setup opens a database of t's own, migrates it and marks t parallel.
+// The database may be one another test left as migrated, emptied (see
+// dbtest.Migrated): every test starts from migrated, empty tables.
 func setup(t *testing.T, open dbtest.Opener) *env {
 	t.Helper()
 	t.Parallel()
-	db := open(t)
+	db := dbtest.Migrated(t, open)
 	ctx := t.Context()
 	if schema := dbtest.TenantSchema(db); schema != "" {
 		require.NoError(t, migrate.Up(ctx, db, migrate.InSchema(schema)))

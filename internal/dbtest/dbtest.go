@@ -6,10 +6,12 @@ package dbtest
 
 import (
 	"database/sql"
+	"sync"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
 	"github.com/agentpipeline/persistence/internal/dialect"
 	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
@@ -18,6 +20,7 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
 	"github.com/agentpipeline/persistence/internal/dialect/sqlite/sqlitetest"
 	"github.com/agentpipeline/persistence/internal/dialects"
+	"github.com/agentpipeline/persistence/migrate"
 
 	"github.com/agentpipeline/persistence/persistencetest"
 )
@@ -73,10 +76,38 @@ func All() []Database {
 		test := TestOf(d)
 		all[i] = Database{Name: d.Name, Dialect: d, Open: func(t testing.TB) *gorm.DB {
 			t.Helper()
+			if _, ok := migratedFor.Load(t); ok && test.Migrated != nil {
+				return open(t, d, test.Migrated(t, test.DSN(), func(sqlDB *sql.DB) error { return migrateUp(t, d, sqlDB) }))
+			}
 			return open(t, d, test.Fresh(t, test.DSN()))
 		}}
 	}
 	return all
+}
+
+// migratedFor holds the tests that asked Migrated for their database.
+var migratedFor sync.Map
+
+// Migrated returns the database open opens for t, which t migrates (with
+// migrate.Up, as the contract suite does). Where open is one of All's, on
+// a database whose test opener has a Migrated (PostgreSQL), the database
+// is one that opener returns: already migrated, perhaps one another test
+// was done with and left as migrated, emptied. Migrating it again then
+// changes nothing. Other openers open as they always do.
+func Migrated(t testing.TB, open Opener) *gorm.DB {
+	t.Helper()
+	migratedFor.Store(t, true)
+	defer migratedFor.Delete(t)
+	return open(t)
+}
+
+// migrateUp runs migrate.Up on sqlDB, a pool of d's.
+func migrateUp(t testing.TB, d *dialect.Dialect, sqlDB *sql.DB) error {
+	db, err := gorm.Open(TestOf(d).Dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		return err
+	}
+	return migrate.Up(t.Context(), db)
 }
 
 // DSN returns the DSN of d's test server: the environment variable its

@@ -1,6 +1,7 @@
 package dbtest
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -23,13 +24,14 @@ import (
 const Parallel = 8
 
 // Main runs the tests of m, with Parallel parallel tests at once unless
-// -test.parallel was given, vacuums the catalogs the tests' schemas left
-// dead rows in (see postgrestest.VacuumCatalogs), and exits with their
-// status.
+// -test.parallel was given, drops the spare schemas of Migrated and
+// vacuums the catalogs the tests' schemas left dead rows in (see
+// postgrestest.DropSpares and postgrestest.VacuumCatalogs), and exits
+// with their status.
 func Main(m *testing.M) {
 	RaiseParallel()
 	code := m.Run()
-	if err := postgrestest.VacuumCatalogs(); err != nil {
+	if err := errors.Join(postgrestest.DropSpares(), postgrestest.VacuumCatalogs()); err != nil {
 		fmt.Fprintf(os.Stderr, "dbtest: %v\n", err)
 		if code == 0 {
 			code = 1

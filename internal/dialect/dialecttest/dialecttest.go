@@ -34,6 +34,12 @@ type Test struct {
 	// no server answers, tb skips, or fails where the CI environment
 	// variable is set.
 	Fresh func(tb testing.TB, dsn string) *sql.DB
+	// Migrated, where set, is Fresh for a test that wants its database
+	// migrated: the database it returns is one in which migrate ran,
+	// which may be one that another test of the process was done with,
+	// emptied (see postgrestest.Migrated). nil where a fresh database is
+	// as cheap.
+	Migrated func(tb testing.TB, dsn string, migrate func(db *sql.DB) error) *sql.DB
 	// Server returns a pool of connections to the server at dsn, shared
 	// by the tests of the process, and skips or fails tb as Fresh does
 	// when no server answers; nil for an embedded database.

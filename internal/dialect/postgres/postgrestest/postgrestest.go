@@ -31,6 +31,7 @@ var Test = dialecttest.Test{
 	EnvVar:     "TEST_POSTGRES_DSN",
 	DefaultDSN: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 	Fresh:      Fresh,
+	Migrated:   Migrated,
 	Server:     Admin,
 	Dialector:  dialector,
 	Catalog:    catalog,
