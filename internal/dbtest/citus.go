@@ -1,6 +1,7 @@
 package dbtest
 
 import (
+	"database/sql"
 	"os"
 	"sync"
 	"testing"
@@ -23,7 +24,9 @@ var citusSkipped sync.Once
 // Citus opens, on the Citus coordinator at TEST_CITUS_DSN, a pool whose
 // connections use a schema of the test's own, which is the test's tenant
 // schema (see TenantSchema): migrate.Up with migrate.InSchema makes it a
-// distributed schema, placed whole on one worker. Without TEST_CITUS_DSN
+// distributed schema, placed whole on one worker. A test that asks
+// Migrated for its database may get a schema migrated so, which another
+// test was done with (see postgrestest.Migrated). Without TEST_CITUS_DSN
 // the test is skipped, with one line for the first test of the package;
 // under CI it fails.
 func Citus(t testing.TB) *gorm.DB {
@@ -46,7 +49,15 @@ func CitusWithParams(t testing.TB, params map[string]string) *gorm.DB {
 		})
 		t.SkipNow()
 	}
-	sqlDB, schema := postgrestest.FreshSchema(t, dsn, params)
+	var sqlDB *sql.DB
+	var schema string
+	if _, ok := migratedFor.Load(t); ok && len(params) == 0 {
+		sqlDB, schema = postgrestest.Migrated(t, dsn, func(sqlDB *sql.DB, schema string) error {
+			return migrateUp(t, &postgres.Dialect, sqlDB, schema)
+		})
+	} else {
+		sqlDB, schema = postgrestest.FreshSchema(t, dsn, params)
+	}
 	db := open(t, &postgres.Dialect, sqlDB)
 	tenants.Store(db, schema)
 	t.Cleanup(func() { tenants.Delete(db) })

@@ -77,7 +77,8 @@ func All() []Database {
 		all[i] = Database{Name: d.Name, Dialect: d, Open: func(t testing.TB) *gorm.DB {
 			t.Helper()
 			if _, ok := migratedFor.Load(t); ok && test.Migrated != nil {
-				return open(t, d, test.Migrated(t, test.DSN(), func(sqlDB *sql.DB) error { return migrateUp(t, d, sqlDB) }))
+				sqlDB, _ := test.Migrated(t, test.DSN(), func(sqlDB *sql.DB, _ string) error { return migrateUp(t, d, sqlDB, "") })
+				return open(t, d, sqlDB)
 			}
 			return open(t, d, test.Fresh(t, test.DSN()))
 		}}
@@ -90,10 +91,10 @@ var migratedFor sync.Map
 
 // Migrated returns the database open opens for t, which t migrates (with
 // migrate.Up, as the contract suite does). Where open is one of All's, on
-// a database whose test opener has a Migrated (PostgreSQL), the database
-// is one that opener returns: already migrated, perhaps one another test
-// was done with and left as migrated, emptied. Migrating it again then
-// changes nothing. Other openers open as they always do.
+// a database whose test opener has a Migrated (PostgreSQL), or Citus, the
+// database is one that opener returns: already migrated, perhaps one
+// another test was done with and left as migrated, emptied. Migrating it
+// again then changes nothing. Other openers open as they always do.
 func Migrated(t testing.TB, open Opener) *gorm.DB {
 	t.Helper()
 	migratedFor.Store(t, true)
@@ -101,11 +102,15 @@ func Migrated(t testing.TB, open Opener) *gorm.DB {
 	return open(t)
 }
 
-// migrateUp runs migrate.Up on sqlDB, a pool of d's.
-func migrateUp(t testing.TB, d *dialect.Dialect, sqlDB *sql.DB) error {
+// migrateUp runs migrate.Up on sqlDB, a pool of d's, in schema unless it
+// is "".
+func migrateUp(t testing.TB, d *dialect.Dialect, sqlDB *sql.DB, schema string) error {
 	db, err := gorm.Open(TestOf(d).Dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		return err
+	}
+	if schema != "" {
+		return migrate.Up(t.Context(), db, migrate.InSchema(schema))
 	}
 	return migrate.Up(t.Context(), db)
 }

@@ -39,7 +39,7 @@ type Test struct {
 	// which may be one that another test of the process was done with,
 	// emptied (see postgrestest.Migrated). nil where a fresh database is
 	// as cheap.
-	Migrated func(tb testing.TB, dsn string, migrate func(db *sql.DB) error) *sql.DB
+	Migrated func(tb testing.TB, dsn string, migrate func(db *sql.DB, schema string) error) (*sql.DB, string)
 	// Server returns a pool of connections to the server at dsn, shared
 	// by the tests of the process, and skips or fails tb as Fresh does
 	// when no server answers; nil for an embedded database.

@@ -39,8 +39,8 @@ type spareSchemas struct {
 }
 
 // Migrated is FreshSchema for a test that wants its schema migrated: it
-// returns a pool of connections to a schema of its own, in which migrate
-// ran. The schema is new, or one that another test of the process was
+// returns a pool of connections to a schema of its own, and its name, in
+// which migrate ran. The schema is new, or one that another test of the process was
 // done with and left in the shape migrate made it (its tables, columns,
 // indexes, constraints, triggers, functions, owners, privileges and
 // statistics, as shapeQuery reads them), whose tables were emptied.
@@ -49,7 +49,7 @@ type spareSchemas struct {
 // shape and its tables could be emptied at once, or is dropped. A test
 // binary that calls Migrated drops the spares once its tests have run,
 // with DropSpares.
-func Migrated(tb testing.TB, dsn string, migrate func(db *sql.DB) error) *sql.DB {
+func Migrated(tb testing.TB, dsn string, migrate func(db *sql.DB, schema string) error) (*sql.DB, string) {
 	tb.Helper()
 	admin := Admin(tb, dsn)
 	s, schema := takeSpare(dsn, admin)
@@ -72,15 +72,15 @@ func Migrated(tb testing.TB, dsn string, migrate func(db *sql.DB) error) *sql.DB
 		}
 	})
 	if spare {
-		return sqlDB
+		return sqlDB, schema
 	}
-	if err := migrate(sqlDB); err != nil {
+	if err := migrate(sqlDB, schema); err != nil {
 		tb.Fatalf("migrate schema %s: %v", schema, err)
 	}
 	if err := s.learn(schema); err != nil {
 		tb.Fatalf("read the shape of schema %s: %v", schema, err)
 	}
-	return sqlDB
+	return sqlDB, schema
 }
 
 // takeSpare returns the spares of dsn, and one of its schemas for a test

@@ -23,7 +23,7 @@ func TestMigratedReusesOnlySchemasLeftAsMigrated(t *testing.T) {
 	admin := postgrestest.Admin(t, dsn)
 	migrated := func(t *testing.T) (*gorm.DB, string) {
 		t.Helper()
-		sqlDB := postgrestest.Migrated(t, dsn, func(sqlDB *sql.DB) error {
+		sqlDB, schema := postgrestest.Migrated(t, dsn, func(sqlDB *sql.DB, _ string) error {
 			db, err := gorm.Open(gormpostgres.New(gormpostgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
 			if err != nil {
 				return err
@@ -32,8 +32,9 @@ func TestMigratedReusesOnlySchemasLeftAsMigrated(t *testing.T) {
 		})
 		db, err := gorm.Open(gormpostgres.New(gormpostgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
 		require.NoError(t, err)
-		var schema string
-		require.NoError(t, db.Raw("SELECT current_schema()").Scan(&schema).Error)
+		var current string
+		require.NoError(t, db.Raw("SELECT current_schema()").Scan(&current).Error)
+		require.Equal(t, schema, current, "the pool works in the schema Migrated names")
 		return db, schema
 	}
 	exists := func(schema string) bool {
