@@ -72,12 +72,7 @@ func FreshWithParams(tb testing.TB, dsn string, params map[string]string) *sql.D
 func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, string) {
 	tb.Helper()
 	admin := Admin(tb, dsn)
-	schema := dialecttest.Name()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
+	schema := createSchema(tb, admin)
 	var sqlDB *sql.DB
 	closeDB := func() { _ = sqlDB.Close() }
 	if len(params) == 0 {
@@ -92,12 +87,7 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 			tb.Fatalf("open postgres: %v", err)
 		}
 	}
-	// database/sql keeps 2 idle connections by default: the rest of a
-	// burst of concurrent calls would close, and the next burst start
-	// new server processes, which cost the server more CPU than the
-	// tests' statements.
-	sqlDB.SetMaxOpenConns(40)
-	sqlDB.SetMaxIdleConns(40)
+	keepConns(sqlDB)
 	tb.Cleanup(func() {
 		closeDB()
 		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
@@ -108,6 +98,28 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 		}
 	})
 	return sqlDB, schema
+}
+
+// createSchema creates a schema with a new name through admin and
+// returns its name.
+func createSchema(tb testing.TB, admin *sql.DB) string {
+	tb.Helper()
+	schema := dialecttest.Name()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatalf("create schema: %v", err)
+	}
+	return schema
+}
+
+// keepConns sets the connection limits of a test's pool. database/sql
+// keeps 2 idle connections by default: the rest of a burst of concurrent
+// calls would close, and the next burst start new server processes, which
+// cost the server more CPU than the tests' statements.
+func keepConns(db *sql.DB) {
+	db.SetMaxOpenConns(40)
+	db.SetMaxIdleConns(40)
 }
 
 // backends holds, per server DSN, the server connections that the pools

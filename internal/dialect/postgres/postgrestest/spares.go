@@ -11,19 +11,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/agentpipeline/persistence/internal/dialect/dialecttest"
 )
 
 // spares holds, per server DSN, the migrated schemas that tests of the
 // process are done with, emptied for the next test that asks Migrated for
 // one, and the shape that a schema must keep to be reused.
 //
-// Making a schema and migrating it costs the server some 100 ms of CPU
-// (its tables, indexes and constraints are a few hundred catalog rows),
-// and dropping it more: the contract suite, which migrates a schema for
-// each of its tests, spent most of its PostgreSQL time there. Emptying
-// a schema with TRUNCATE costs a fraction of that.
+// Making a schema, migrating it and dropping it again costs the server
+// some 100 ms of CPU (its tables, indexes and constraints are a few
+// hundred catalog rows), as much as many a test of the contract suite
+// costs it otherwise. Emptying a schema with TRUNCATE costs a fraction
+// of that.
 var spares = struct {
 	sync.Mutex
 	servers map[string]*spareSchemas
@@ -31,8 +29,9 @@ var spares = struct {
 
 type spareSchemas struct {
 	admin *sql.DB
-	// shape is what shape reads of a schema migrate made, and tables its
-	// tables; both set by the first schema made for the server.
+	// shape is the digest shapeQuery gives of a schema migrate made, and
+	// tables its tables; both are read from the first schema made for
+	// the server.
 	shape  string
 	tables []string
 	free   []string
@@ -40,10 +39,11 @@ type spareSchemas struct {
 
 // Migrated is FreshSchema for a test that wants its schema migrated: it
 // returns a pool of connections to a schema of its own, and its name, in
-// which migrate ran. The schema is new, or one that another test of the process was
-// done with and left in the shape migrate made it (its tables, columns,
-// indexes, constraints, triggers, functions, owners, privileges and
-// statistics, as shapeQuery reads them), whose tables were emptied.
+// which migrate ran. The schema is new, or one that another test of the
+// process was done with and left in the shape migrate made it (its
+// tables, columns, indexes, constraints, triggers, functions, owners,
+// privileges and statistics, as shapeQuery reads them), whose tables
+// were emptied.
 //
 // When the test ends, its schema goes back to the spares if it kept that
 // shape and its tables could be emptied at once, or is dropped. A test
@@ -55,16 +55,10 @@ func Migrated(tb testing.TB, dsn string, migrate func(db *sql.DB, schema string)
 	s, schema := takeSpare(dsn, admin)
 	spare := schema != ""
 	if !spare {
-		schema = dialecttest.Name()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-			tb.Fatalf("create schema: %v", err)
-		}
+		schema = createSchema(tb, admin)
 	}
 	sqlDB, closeDB := shared(tb, dsn, schema)
-	sqlDB.SetMaxOpenConns(40)
-	sqlDB.SetMaxIdleConns(40)
+	keepConns(sqlDB)
 	tb.Cleanup(func() {
 		closeDB()
 		if err := s.release(schema); err != nil {
