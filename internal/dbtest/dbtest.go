@@ -26,7 +26,7 @@ import (
 )
 
 // Opener opens a fresh, empty database for one test and closes it when the
-// test ends.
+// test ends; through Migrated, an Opener may give a migrated one instead.
 type Opener func(t testing.TB) *gorm.DB
 
 // Database names an Opener.
