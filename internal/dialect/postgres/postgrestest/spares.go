@@ -115,6 +115,7 @@ func (s *spareSchemas) learn(schema string) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = rows.Close() }()
 	var tables []string
 	for rows.Next() {
 		var t string
