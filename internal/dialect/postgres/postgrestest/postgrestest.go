@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"strings"
@@ -90,11 +91,8 @@ func FreshSchema(tb testing.TB, dsn string, params map[string]string) (*sql.DB, 
 	keepConns(sqlDB)
 	tb.Cleanup(func() {
 		closeDB()
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-		if err := dropped(admin); err != nil {
-			tb.Errorf("vacuum the catalog: %v", err)
+		if err := dropSchema(admin, schema); err != nil {
+			tb.Error(err)
 		}
 	})
 	return sqlDB, schema
@@ -111,6 +109,20 @@ func createSchema(tb testing.TB, admin *sql.DB) string {
 		tb.Fatalf("create schema: %v", err)
 	}
 	return schema
+}
+
+// dropSchema drops schema, with everything in it, through admin, and
+// counts it for the catalog's vacuum (see dropped).
+func dropSchema(admin *sql.DB, schema string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	if err := dropped(admin); err != nil {
+		return fmt.Errorf("vacuum the catalog: %w", err)
+	}
+	return nil
 }
 
 // keepConns sets the connection limits of a test's pool. database/sql

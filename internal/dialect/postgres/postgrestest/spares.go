@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,11 +29,10 @@ var spares = struct {
 type spareSchemas struct {
 	admin *sql.DB
 	// shape is the digest shapeQuery gives of a schema migrate made, and
-	// tables its tables; both are read from the first schema made for
-	// the server.
-	shape  string
-	tables []string
-	free   []string
+	// tables its tables, quoted and separated by commas; both are read
+	// from the first schema made for the server.
+	shape, tables string
+	free          []string
 }
 
 // Migrated is FreshSchema for a test that wants its schema migrated: it
@@ -110,21 +108,10 @@ func (s *spareSchemas) learn(schema string) error {
 	if err != nil {
 		return err
 	}
-	rows, err := s.admin.QueryContext(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname`, schema)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rows.Close() }()
-	var tables []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return err
-		}
-		tables = append(tables, t)
-	}
-	if err := rows.Err(); err != nil {
+	var tables string
+	if err := s.admin.QueryRowContext(ctx, `SELECT string_agg(quote_ident(c.relname), ', ' ORDER BY c.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`, schema).Scan(&tables); err != nil {
 		return err
 	}
 	spares.Lock()
@@ -151,32 +138,23 @@ func (s *spareSchemas) release(schema string) error {
 			return nil
 		}
 	}
-	if _, err := s.admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-		return fmt.Errorf("drop schema %s: %w", schema, err)
-	}
-	if err := dropped(s.admin); err != nil {
-		return fmt.Errorf("vacuum the catalog: %w", err)
-	}
-	return nil
+	return dropSchema(s.admin, schema)
 }
 
-// empty truncates tables of schema, in a transaction that waits at most a
-// second for their locks: a statement of the test still running (one it
+// empty truncates tables of schema (see spareSchemas), in a transaction
+// that works in schema and waits at most a second for their locks: a statement of the test still running (one it
 // gave up on) makes the schema go, rather than the test wait.
-func (s *spareSchemas) empty(ctx context.Context, schema string, tables []string) error {
-	names := make([]string, len(tables))
-	for i, t := range tables {
-		names[i] = pgx.Identifier{schema, t}.Sanitize()
-	}
+func (s *spareSchemas) empty(ctx context.Context, schema, tables string) error {
 	tx, err := s.admin.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
+	if _, err := tx.ExecContext(ctx, "SELECT set_config('lock_timeout', '1s', true), set_config('search_path', $1, true)",
+		pgx.Identifier{schema}.Sanitize()); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, "TRUNCATE "+strings.Join(names, ", ")+" RESTART IDENTITY"); err != nil {
+	if _, err := tx.ExecContext(ctx, "TRUNCATE "+tables+" RESTART IDENTITY"); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -255,11 +233,7 @@ func DropSpares() error {
 	var errs []error
 	for _, s := range spares.servers {
 		for _, schema := range s.free {
-			if _, err := s.admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-				errs = append(errs, fmt.Errorf("drop schema %s: %w", schema, err))
-				continue
-			}
-			errs = append(errs, dropped(s.admin))
+			errs = append(errs, dropSchema(s.admin, schema))
 		}
 		s.free = nil
 	}
