@@ -86,10 +86,11 @@ func (r *Repository) UpdateFeatureRunPhase(ctx context.Context, runID uuid.UUID,
 	}
 	err := r.move(ctx, updatePhase, []any{phase, r.now(), runID.String()}, string(models.RunRunning), "")
 	// The detail is written only for a refusal: a write that succeeds
-	// formats nothing.
-	var refused *TransitionError
-	if err != nil && errors.As(err, &refused) {
-		refused.Detail = fmt.Sprintf("phase %q", phase)
+	// formats nothing, and allocates nothing for it.
+	if err != nil {
+		if refused := (*TransitionError)(nil); errors.As(err, &refused) {
+			refused.Detail = fmt.Sprintf("phase %q", phase)
+		}
 	}
 	return wrapf(op, runID, tooLarge(err, "phase", "phase"))
 }
@@ -161,7 +162,8 @@ func (r *Repository) finishRun(ctx context.Context, op string, runID uuid.UUID, 
 }
 
 // wrapf formats a non-nil err with the operation's format and subject.
-func wrapf(format string, subject any, err error) error {
+// subject is a type parameter, so a write that succeeds boxes nothing.
+func wrapf[T any](format string, subject T, err error) error {
 	if err == nil {
 		return nil
 	}

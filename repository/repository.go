@@ -190,10 +190,15 @@ const primaryHint = "gorm:db_resolver:write"
 // chain methods start from (the DB's configuration, connection pool or
 // transaction, and hook setting, with an empty statement), made directly:
 // through Session it would copy the configuration and a statement more on
-// every write.
+// every write. Both live in one allocation.
 func (r *Repository) statement(ctx context.Context, table, query string, vars []any) *gorm.DB {
-	tx := &gorm.DB{Config: r.db.Config}
-	tx.Statement = &gorm.Statement{
+	s := &struct {
+		db gorm.DB
+		st gorm.Statement
+	}{db: gorm.DB{Config: r.db.Config}}
+	tx := &s.db
+	tx.Statement = &s.st
+	*tx.Statement = gorm.Statement{
 		DB:        tx,
 		ConnPool:  r.db.Statement.ConnPool,
 		Context:   ctx,

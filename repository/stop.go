@@ -130,42 +130,82 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	if c == nil {
 		return do(tx)
 	}
+	w := &watch{c: c, pinned: pinned{conn}}
 	tx.Statement.Context = context.WithoutCancel(ctx)
 	if k, ok := c.(*killer); ok {
 		tx.Statement.Context, k.abandon = context.WithCancel(tx.Statement.Context)
 		defer k.abandon()
 	}
-	tx.Statement.ConnPool = pinned{conn}
-	answered, stopped := make(chan struct{}), make(chan struct{})
-	unwatch := context.AfterFunc(ctx, func() {
-		defer close(stopped)
-		wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
-		defer cancel()
-		// A request that reaches the server before the statement does,
-		// or before the statement may be stopped (see killer), stops
-		// nothing, so it is sent again until the answer comes.
-		for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
-			if err := c.Cancel(wait); err != nil {
-				break
-			}
-			select {
-			case <-answered:
-				return
-			case <-wait.Done():
-			case <-time.After(again):
-				continue
-			}
-			break
-		}
-		c.Break()
-	})
+	tx.Statement.ConnPool = &w.pinned
+	w.stopping.Add(1)
+	unwatch := context.AfterFunc(ctx, func() { w.stop(ctx) })
 	err = do(tx)
-	close(answered)
-	if !unwatch() {
-		<-stopped
+	w.answer()
+	if unwatch() {
+		w.stopping.Done()
+	} else {
+		w.stopping.Wait()
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	return err
+}
+
+// watch is the state of a write on a pinned connection that write shares
+// with the stop that runs at its context's end. Its channel is made only
+// when a stop starts before the statement answered, so that the write
+// whose context does not end, nearly every one, makes none.
+type watch struct {
+	pinned
+	c dialect.Canceler
+	// stopping is done when stop has returned, or will not run.
+	stopping sync.WaitGroup
+
+	mu       sync.Mutex
+	answered bool
+	ch       chan struct{} // closed by answer, when stop made it
+}
+
+// answer records that the statement answered, and wakes stop.
+func (w *watch) answer() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.answered = true
+	if w.ch != nil {
+		close(w.ch)
+	}
+}
+
+// stop asks the server to stop the statement until it answers, or, after
+// stopWait, breaks its connection.
+func (w *watch) stop(ctx context.Context) {
+	defer w.stopping.Done()
+	w.mu.Lock()
+	if w.answered {
+		w.mu.Unlock()
+		return
+	}
+	answered := make(chan struct{})
+	w.ch = answered
+	w.mu.Unlock()
+	wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
+	defer cancel()
+	// A request that reaches the server before the statement does, or
+	// before the statement may be stopped (see killer), stops nothing, so
+	// it is sent again until the answer comes.
+	for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
+		if err := w.c.Cancel(wait); err != nil {
+			break
+		}
+		select {
+		case <-answered:
+			return
+		case <-wait.Done():
+		case <-time.After(again):
+			continue
+		}
+		break
+	}
+	w.c.Break()
 }
 
 // canceler returns the dialect.Canceler of conn, a connection of pool, or
