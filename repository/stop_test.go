@@ -198,3 +198,57 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 		})
 	}
 }
+
+// TestStoppedWriteReturnsOnceStopped checks that a write whose context
+// ends while it waits for a row lock returns as soon as the server has
+// stopped its statement: the stop must learn that the statement answered,
+// and not go on asking until the stop wait ends. The row keeps its phase
+// once the lock is freed. Not parallel: it lengthens the wait of every
+// write (repository.SetStopWait), so that a stop that never learns of the
+// answer shows as a write returning late.
+func TestStoppedWriteReturnsOnceStopped(t *testing.T) {
+	repository.SetStopWait(t, 20*time.Second)
+	for _, d := range dbtest.All() {
+		if d.Dialect.Stop == nil {
+			continue // the driver stops the statement itself (SQLite)
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			db := d.Open(t)
+			require.NoError(t, migrate.Up(t.Context(), db))
+			repo := repository.New(db)
+			for _, end := range []struct {
+				name string
+				ctx  func() (context.Context, context.CancelFunc)
+				err  error
+			}{
+				{"deadline", func() (context.Context, context.CancelFunc) {
+					return context.WithTimeout(t.Context(), 200*time.Millisecond)
+				}, context.DeadlineExceeded},
+				{"cancel", func() (context.Context, context.CancelFunc) {
+					ctx, cancel := context.WithCancel(t.Context())
+					time.AfterFunc(200*time.Millisecond, cancel)
+					return ctx, cancel
+				}, context.Canceled},
+			} {
+				t.Run(end.name, func(t *testing.T) {
+					runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
+					require.NoError(t, err)
+					holder := db.WithContext(t.Context()).Begin()
+					require.NoError(t, holder.Error)
+					require.NoError(t, holder.Exec("SELECT id FROM feature_runs WHERE id = ? FOR UPDATE", runID.String()).Error)
+					ctx, cancel := end.ctx()
+					defer cancel()
+					start := time.Now()
+					err = repo.UpdateFeatureRunPhase(ctx, runID, "implement")
+					took := time.Since(start)
+					require.NoError(t, holder.Rollback().Error)
+					require.ErrorIs(t, err, end.err)
+					require.Less(t, took, 200*time.Millisecond+5*time.Second, "the write returned %v after it started, its context having ended after 200 ms: the stop went on after the statement stopped", took)
+					run, err := repo.GetFeatureRun(t.Context(), runID)
+					require.NoError(t, err)
+					require.Equal(t, "plan", run.Phase, "the stopped write changed the row")
+				})
+			}
+		})
+	}
+}
