@@ -137,6 +137,29 @@ func throughFreezer(t *testing.T, d *dialect.Dialect) (*gorm.DB, *freezer) {
 	return db, f
 }
 
+// contextEnd is a way a call's context ends: ctx returns a context that
+// ends so, and err is the error the call must then return.
+type contextEnd struct {
+	name string
+	ctx  func() (context.Context, context.CancelFunc)
+	err  error
+}
+
+// contextEnds returns the two ways a context ends, each after after: by
+// its deadline, and cancelled without one.
+func contextEnds(t *testing.T, after time.Duration) []contextEnd {
+	return []contextEnd{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(t.Context(), after)
+		}, context.DeadlineExceeded},
+		{"cancel", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(t.Context())
+			time.AfterFunc(after, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+	}
+}
+
 // TestWriteReturnsFromASilentServer checks that a write whose context ends
 // while its server has gone silent returns, with the context's error, once
 // its request to stop the statement went unanswered for the stop wait: the
@@ -152,20 +175,7 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 			repo := repository.New(db)
 			runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
 			require.NoError(t, err)
-			for _, end := range []struct {
-				name string
-				ctx  func() (context.Context, context.CancelFunc)
-				err  error
-			}{
-				{"deadline", func() (context.Context, context.CancelFunc) {
-					return context.WithTimeout(t.Context(), 100*time.Millisecond)
-				}, context.DeadlineExceeded},
-				{"cancel", func() (context.Context, context.CancelFunc) {
-					ctx, cancel := context.WithCancel(t.Context())
-					time.AfterFunc(100*time.Millisecond, cancel)
-					return ctx, cancel
-				}, context.Canceled},
-			} {
+			for _, end := range contextEnds(t, 100*time.Millisecond) {
 				t.Run(end.name, func(t *testing.T) {
 					// A connection of the pool, idle and open, is what
 					// the write pins. Twice: pgx pings a connection the
@@ -216,20 +226,7 @@ func TestStoppedWriteReturnsOnceStopped(t *testing.T) {
 			db := d.Open(t)
 			require.NoError(t, migrate.Up(t.Context(), db))
 			repo := repository.New(db)
-			for _, end := range []struct {
-				name string
-				ctx  func() (context.Context, context.CancelFunc)
-				err  error
-			}{
-				{"deadline", func() (context.Context, context.CancelFunc) {
-					return context.WithTimeout(t.Context(), 200*time.Millisecond)
-				}, context.DeadlineExceeded},
-				{"cancel", func() (context.Context, context.CancelFunc) {
-					ctx, cancel := context.WithCancel(t.Context())
-					time.AfterFunc(200*time.Millisecond, cancel)
-					return ctx, cancel
-				}, context.Canceled},
-			} {
+			for _, end := range contextEnds(t, 200*time.Millisecond) {
 				t.Run(end.name, func(t *testing.T) {
 					runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
 					require.NoError(t, err)
