@@ -25,6 +25,13 @@ import (
 // only for the tests of a server that stops answering.
 var stopWait = 5 * time.Second
 
+// requestWait bounds one request to stop a statement, which may outlive
+// the write that sent it (see watch.stop). It is longer than PgBouncer's
+// cancel_wait_timeout (10 s by default), after which PgBouncer closes a
+// cancel request it could not forward: PgBouncer, not the Repository,
+// ends such a request.
+const requestWait = 30 * time.Second
+
 // resolverCallback is the name under which gorm.io/plugin/dbresolver
 // registers the callbacks that choose each statement's connection pool.
 const resolverCallback = "gorm:db_resolver"
@@ -176,7 +183,11 @@ func (w *watch) answer() {
 }
 
 // stop asks the server to stop the statement until it answers, or, after
-// stopWait, breaks its connection.
+// stopWait, breaks its connection. Each request runs on its own, bounded
+// by requestWait and not by stopWait: a stop that gives up leaves the
+// request in flight to end when its server or pooler answers it, because
+// PgBouncer before 1.19.1 exits (FATAL "bad client state: 0") when a
+// client closes a cancel request it is still forwarding.
 func (w *watch) stop(ctx context.Context) {
 	defer w.stopping.Done()
 	w.mu.Lock()
@@ -187,25 +198,41 @@ func (w *watch) stop(ctx context.Context) {
 	answered := make(chan struct{})
 	w.ch = answered
 	w.mu.Unlock()
-	wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
-	defer cancel()
+	gaveUp := time.NewTimer(stopWait)
+	defer gaveUp.Stop()
+	ctx = context.WithoutCancel(ctx)
 	// A request that reaches the server before the statement does, or
 	// before the statement may be stopped (see killer), stops nothing, so
-	// it is sent again until the answer comes.
+	// it is sent again, once the last one was answered, until the
+	// statement's answer comes.
 	for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
-		if err := w.c.Cancel(wait); err != nil {
-			break
+		sent := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, requestWait)
+			defer cancel()
+			sent <- w.c.Cancel(ctx)
+		}()
+		select {
+		case <-answered:
+			return
+		case <-gaveUp.C:
+			w.c.Break()
+			return
+		case err := <-sent:
+			if err != nil {
+				w.c.Break()
+				return
+			}
 		}
 		select {
 		case <-answered:
 			return
-		case <-wait.Done():
+		case <-gaveUp.C:
+			w.c.Break()
+			return
 		case <-time.After(again):
-			continue
 		}
-		break
 	}
-	w.c.Break()
 }
 
 // canceler returns the dialect.Canceler of conn, a connection of pool, or

@@ -30,10 +30,12 @@ import (
 // freezer is a TCP proxy to a server that can go silent, as a server or a
 // network that went away without closing anything: once frozen, it
 // forwards nothing more either way, and connects nobody new, but closes
-// no connection either.
+// no connection either. hungUp counts the connections opened while it was
+// frozen that their client closed.
 type freezer struct {
 	ln     net.Listener
 	frozen atomic.Bool
+	hungUp atomic.Int64
 	mu     sync.Mutex
 	conns  []net.Conn
 }
@@ -53,7 +55,10 @@ func newFreezer(t *testing.T, addr string) *freezer {
 			}
 			f.keep(client)
 			if f.frozen.Load() {
-				go f.forward(io.Discard, client)
+				go func() {
+					f.forward(io.Discard, client)
+					f.hungUp.Add(1)
+				}()
 				continue
 			}
 			server, err := net.Dial("tcp", addr)
@@ -164,8 +169,11 @@ func contextEnds(t *testing.T, after time.Duration) []contextEnd {
 // while its server has gone silent returns, with the context's error, once
 // its request to stop the statement went unanswered for the stop wait: the
 // package then breaks the statement's connection, where a driver would
-// have abandoned it at the context's end. Not parallel: it shortens the
-// wait of every write (repository.SetStopWait).
+// have abandoned it at the context's end. On PostgreSQL it also checks
+// that the package leaves the cancel request, a connection of its own,
+// open for the server to answer: PgBouncer before 1.19.1 exits when a
+// client closes a cancel request it is still forwarding. Not parallel: it
+// shortens the wait of every write (repository.SetStopWait).
 func TestWriteReturnsFromASilentServer(t *testing.T) {
 	const wait = 300 * time.Millisecond
 	repository.SetStopWait(t, wait)
@@ -185,6 +193,7 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 					for range 2 {
 						require.NoError(t, repo.UpdateFeatureRunPhase(t.Context(), runID, "plan"))
 					}
+					hungUp := f.hungUp.Load()
 					f.frozen.Store(true)
 					defer f.frozen.Store(false)
 					ctx, cancel := end.ctx()
@@ -198,6 +207,10 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 						require.ErrorIs(t, err, end.err)
 						require.GreaterOrEqual(t, took, 100*time.Millisecond+wait, "returned before the stop wait ended: %v", err)
 						require.Less(t, took, 100*time.Millisecond+wait+2*time.Second, "returned long after the stop wait")
+						if d == &postgres.Dialect {
+							require.Never(t, func() bool { return f.hungUp.Load() != hungUp }, 300*time.Millisecond, 10*time.Millisecond,
+								"the package closed its cancel request before the server answered it")
+						}
 					case <-time.After(100*time.Millisecond + wait + 5*time.Second):
 						f.close()
 						err := <-returned
