@@ -5,12 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
@@ -148,6 +154,26 @@ var bouncerCancelOutcomes = []string{
 	"failed to send cancel request",
 }
 
+// bouncerCancels counts, by its outcome (bouncerCancelOutcomes), each
+// cancel request that PgBouncer's log at logPath says it closed.
+func bouncerCancels(logPath string) (map[string]int, error) {
+	out, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, err
+	}
+	// A client connection's lines name it C-0x…, a server connection's
+	// S-0x….
+	n := map[string]int{}
+	for l := range strings.Lines(string(out)) {
+		for _, o := range bouncerCancelOutcomes {
+			if strings.Contains(l, " C-0x") && strings.Contains(l, "closing because: "+o+" (") {
+				n[o]++
+			}
+		}
+	}
+	return n, nil
+}
+
 // runBouncerLateTrials runs every trial on s, 16 at a time, then reads the
 // rows and the write log, logs the counts and fails the test if any of
 // (a), (b), unstored or the later writes' errors is not 0.
@@ -171,17 +197,7 @@ func runBouncerLateTrials(t *testing.T, name string, s *latewrites.Site, logPath
 	var b strings.Builder
 	fmt.Fprintf(&b, "through PgBouncer (%s): %d calls blocked on a lock, in %v\n", name, len(all), took.Round(10*time.Millisecond))
 	total := tally.Table(&b, s.Stuck)
-	if out, err := os.ReadFile(logPath); err == nil {
-		// A client connection's lines name it C-0x…, a server
-		// connection's S-0x….
-		n := map[string]int{}
-		for l := range strings.Lines(string(out)) {
-			for _, o := range bouncerCancelOutcomes {
-				if strings.Contains(l, " C-0x") && strings.Contains(l, "closing because: "+o+" (") {
-					n[o]++
-				}
-			}
-		}
+	if n, err := bouncerCancels(logPath); err == nil {
 		fmt.Fprintf(&b, "PgBouncer's cancel requests, from its log:")
 		for _, o := range bouncerCancelOutcomes {
 			fmt.Fprintf(&b, " %q %d;", o, n[o])
@@ -190,4 +206,127 @@ func runBouncerLateTrials(t *testing.T, name string, s *latewrites.Site, logPath
 	}
 	t.Logf("\n%s", b.String())
 	tally.Check(t, total)
+}
+
+// TestPgBouncerOutlivesASlowCancel checks that a write whose request to
+// stop its statement goes unanswered for the Repository's stop wait (5 s)
+// leaves that request open until PgBouncer answers it: PgBouncer before
+// 1.19.1 (Debian 12 ships 1.18) exits, FATAL "bad client state: 0", when a
+// client closes a cancel request that it is still forwarding.
+//
+// PgBouncer reaches PostgreSQL through a proxy that holds each connection
+// opened while it is slow for 6 s before it connects it: the connection on
+// which PgBouncer forwards the cancel request of a write blocked on a row
+// lock, whose deadline ended. The write returns its context's error after
+// the stop wait. Once the proxy has let the request through, PgBouncer
+// must still answer, and must have told the Repository's request that it
+// sent it. The lock is held until then, so the request, forwarded late,
+// still stops the statement: the row keeps its phase.
+func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
+	t.Parallel()
+	bin := pgBouncerBinary(t)
+	ctx := t.Context()
+	database := dbtest.PostgresDatabase(t)
+	direct := openGORM(t, directDSN(t, database))
+	require.NoError(t, migrate.Up(ctx, direct))
+	server, err := pgconn.ParseConfig(dbtest.PostgresDSN())
+	require.NoError(t, err)
+	p := newSlowProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))), 6*time.Second)
+	b := startPgBouncerVia(t, bin, p.ln.Addr().String(), database, 2)
+	db := openGORM(t, b.dsn+"&"+pgBouncerExecMode)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	require.NoError(t, openServers(ctx, sqlDB, 2))
+	repo := repository.New(db)
+	runID, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{Phase: "plan"})
+	require.NoError(t, err)
+
+	holder := direct.WithContext(ctx).Begin()
+	require.NoError(t, holder.Error)
+	defer holder.Rollback()
+	require.NoError(t, holder.Exec("SELECT id FROM feature_runs WHERE id = ? FOR UPDATE", runID.String()).Error)
+	p.slow.Store(true)
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = repo.UpdateFeatureRunPhase(wctx, runID, "implement")
+	cancel()
+	p.slow.Store(false)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	require.Eventually(t, func() bool { return p.holding.Load() == 0 }, 15*time.Second, 10*time.Millisecond,
+		"the proxy did not let the held connections through")
+	require.Eventually(t, func() bool {
+		n, err := bouncerCancels(b.logPath)
+		return err == nil && n[bouncerCancelOutcomes[0]] == 1
+	}, 5*time.Second, 10*time.Millisecond, "PgBouncer did not tell the Repository's cancel request that it sent it")
+	require.NoError(t, ping(ctx, b.dsn), "PgBouncer no longer answers")
+	require.NoError(t, holder.Rollback().Error)
+	run, err := repository.New(direct).GetFeatureRun(ctx, runID)
+	require.NoError(t, err)
+	require.Equal(t, "plan", run.Phase, "the write whose call returned an error changed the row")
+}
+
+// slowProxy is a TCP proxy to a server that, while slow, holds each
+// connection it accepts for a while before it connects it to the server.
+type slowProxy struct {
+	ln      net.Listener
+	slow    atomic.Bool
+	holding atomic.Int64 // connections held, not yet connected
+}
+
+// newSlowProxy starts a slowProxy to addr that holds connections for hold,
+// closed with every connection when t ends.
+func newSlowProxy(t *testing.T, addr string, hold time.Duration) *slowProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &slowProxy{ln: ln}
+	var mu sync.Mutex
+	var conns []net.Conn
+	keep := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			keep(client)
+			slow := p.slow.Load()
+			if slow {
+				p.holding.Add(1)
+			}
+			go func() {
+				if slow {
+					time.Sleep(hold)
+				}
+				server, err := net.Dial("tcp", addr)
+				if slow {
+					p.holding.Add(-1)
+				}
+				if err != nil {
+					_ = client.Close()
+					return
+				}
+				keep(server)
+				go func() {
+					_, _ = io.Copy(server, client)
+					_ = server.Close()
+				}()
+				_, _ = io.Copy(client, server)
+				_ = client.Close()
+			}()
+		}
+	}()
+	return p
 }

@@ -217,8 +217,22 @@ type pgBouncer struct {
 // ends.
 func startPgBouncer(t *testing.T, bin, database string, poolSize int) *pgBouncer {
 	t.Helper()
+	return startPgBouncerVia(t, bin, "", database, poolSize)
+}
+
+// startPgBouncerVia is startPgBouncer with PgBouncer connecting to the
+// test server through via, a host:port, unless via is "".
+func startPgBouncerVia(t *testing.T, bin, via, database string, poolSize int) *pgBouncer {
+	t.Helper()
 	server, err := pgconn.ParseConfig(dbtest.PostgresDSN())
 	require.NoError(t, err)
+	if via != "" {
+		host, port, err := net.SplitHostPort(via)
+		require.NoError(t, err)
+		p, err := strconv.ParseUint(port, 10, 16)
+		require.NoError(t, err)
+		server.Host, server.Port = host, uint16(p)
+	}
 	// The port is free when chosen but may be taken before PgBouncer binds
 	// it, by a test running at the same time: then try another.
 	var lastErr error
