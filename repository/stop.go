@@ -205,34 +205,39 @@ func (w *watch) stop(ctx context.Context) {
 	// before the statement may be stopped (see killer), stops nothing, so
 	// it is sent again, once the last one was answered, until the
 	// statement's answer comes.
-	for again := 10 * time.Millisecond; ; again = min(2*again, 200*time.Millisecond) {
-		sent := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(ctx, requestWait)
-			defer cancel()
-			sent <- w.c.Cancel(ctx)
-		}()
+	sent := w.request(ctx)
+	var pause <-chan time.Time
+	for again := 10 * time.Millisecond; ; {
 		select {
 		case <-answered:
 			return
 		case <-gaveUp.C:
-			w.c.Break()
-			return
 		case err := <-sent:
-			if err != nil {
-				w.c.Break()
-				return
+			if err == nil {
+				sent, pause = nil, time.After(again)
+				again = min(2*again, 200*time.Millisecond)
+				continue
 			}
+		case <-pause:
+			sent, pause = w.request(ctx), nil
+			continue
 		}
-		select {
-		case <-answered:
-			return
-		case <-gaveUp.C:
-			w.c.Break()
-			return
-		case <-time.After(again):
-		}
+		// The wait ended, or the request failed.
+		w.c.Break()
+		return
 	}
+}
+
+// request sends one request to stop the statement, bounded by
+// requestWait, and returns the channel that receives its error.
+func (w *watch) request(ctx context.Context) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, requestWait)
+		defer cancel()
+		sent <- w.c.Cancel(ctx)
+	}()
+	return sent
 }
 
 // canceler returns the dialect.Canceler of conn, a connection of pool, or
