@@ -142,8 +142,9 @@ func (s *spareSchemas) release(schema string) error {
 }
 
 // empty truncates tables of schema (see spareSchemas), in a transaction
-// that works in schema and waits at most a second for their locks: a statement of the test still running (one it
-// gave up on) makes the schema go, rather than the test wait.
+// that works in schema and waits at most a second for their locks: a
+// statement of the test still running (one it gave up on) makes the
+// schema go, rather than the test wait.
 func (s *spareSchemas) empty(ctx context.Context, schema, tables string) error {
 	tx, err := s.admin.BeginTx(ctx, nil)
 	if err != nil {
