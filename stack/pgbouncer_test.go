@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -309,7 +310,7 @@ default_pool_size = %d
 	}
 	showLog := func() {
 		if out, err := os.ReadFile(logPath); err == nil {
-			t.Logf("pgbouncer log:\n%s", out)
+			t.Logf("pgbouncer log, %s", logDigest(string(out)))
 		}
 	}
 
@@ -338,6 +339,23 @@ default_pool_size = %d
 		}
 	})
 	return nil
+}
+
+// logDigest returns what a failed test shows of PgBouncer's log: its
+// WARNING, ERROR and FATAL lines (the first 20) and its last 10 lines.
+// The whole log of a test that cancels hundreds of statements runs to
+// thousands of lines, which would bury the test's own failure message.
+func logDigest(log string) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	var notable []string
+	for _, l := range lines {
+		if len(notable) < 20 && (strings.Contains(l, " WARNING ") || strings.Contains(l, " ERROR ") || strings.Contains(l, " FATAL ")) {
+			notable = append(notable, l)
+		}
+	}
+	last := lines[max(0, len(lines)-10):]
+	return fmt.Sprintf("%d lines; its warnings and errors:\n%s\nits last lines:\n%s",
+		len(lines), strings.Join(notable, "\n"), strings.Join(last, "\n"))
 }
 
 // unprivileged is a user other than root.
