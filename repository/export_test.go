@@ -1,9 +1,6 @@
 package repository
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // SetMaxPacket makes r, which has read its server's settings, take n as
 // the server's max_allowed_packet, as a Repository does whose server's
@@ -23,13 +20,4 @@ func SetMaxPacket(r *Repository, n int) {
 // did not say which.
 func MissingParent(ctx context.Context, r *Repository, in NewAgentInvocation, constraint string) error {
 	return r.missingParent(ctx, in, constraint)
-}
-
-// SetStopWait makes writes wait d, instead of stopWait, for the answer to
-// a stop request, until the test ends. The test must not be parallel:
-// writes of other tests read the wait.
-func SetStopWait(t interface{ Cleanup(func()) }, d time.Duration) {
-	old := stopWait
-	stopWait = d
-	t.Cleanup(func() { stopWait = old })
 }

@@ -38,6 +38,12 @@ type Repository struct {
 	schema *schema
 }
 
+// Option changes how [New] makes a Repository: [InSchema], [StopWait].
+type Option struct {
+	schema   *string
+	stopWait *time.Duration
+}
+
 // New returns a [Repository] that works through db: its configuration, its
 // plugins and callbacks, its connection pool or transaction. Every
 // statement the Repository sends runs through one of db's callback chains
@@ -68,7 +74,8 @@ type Repository struct {
 // successful call returns (nil, and the ID for creates); reads find
 // nothing ([ErrNotFound], or empty results).
 //
-// With [InSchema], the Repository works on one tenant's tables.
+// With [InSchema], the Repository works on one tenant's tables; with
+// [StopWait], its writes wait longer or shorter for a stopped statement.
 func New(db *gorm.DB, opts ...Option) *Repository {
 	// A fresh instance drops the caller's scopes; a new session over it
 	// gives every chained call a statement of its own.
@@ -82,7 +89,10 @@ func New(db *gorm.DB, opts ...Option) *Repository {
 		r.err = fmt.Errorf("repository: %w", r.err)
 		return r
 	}
-	r.stopper = newStopper(r.db, r.dialect.Stop != nil)
+	if r.stopper, r.err = newStopper(r.db, r.dialect.Stop != nil, opts); r.err != nil {
+		r.err = fmt.Errorf("repository: %w", r.err)
+		return r
+	}
 	if r.inserts, r.err = renderInserts(r.db); r.err == nil {
 		for _, ins := range []rendered{r.inserts.featureRun, r.inserts.sandbox, r.inserts.phaseResult, r.inserts.agentInvocation, r.inserts.ctaEvent} {
 			r.sql(ins.sql)

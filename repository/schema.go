@@ -8,11 +8,6 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
-// Option changes how [New] makes a Repository.
-type Option struct {
-	schema *string
-}
-
 // InSchema makes [New] return a Repository of one tenant: every statement
 // it sends names its tables in the schema name (on MariaDB, where a schema
 // is a database, the database name), whatever schema or database db's

@@ -17,13 +17,29 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect"
 )
 
-// stopWait bounds how long a write whose context ended waits for the
-// database to answer it, once asked to stop it. A server answers a stop
-// request at once, so the wait ends long before this unless the server or
-// the network is down; the write then returns the context's error, and
-// its statement may still commit if the server ever runs it. A variable
-// only for the tests of a server that stops answering.
-var stopWait = 5 * time.Second
+// defaultStopWait is how long a write whose context ended waits for the
+// database to answer it, once asked to stop it, unless [StopWait] says
+// otherwise. A server answers a stop request at once, so the wait ends
+// long before this unless the server, the network or a pooler in
+// between is down or overwhelmed: PgBouncer opens one server connection
+// at a time, and forwards each cancel request on one of its own, so a
+// burst of requests on a loaded machine queues for seconds, and a request
+// still queued when the write gives up is dropped with the connection the
+// write then closes. It is longer than PgBouncer's cancel_wait_timeout
+// (10 s by default), after which PgBouncer drops a request it could not
+// forward, and the write sends another.
+const defaultStopWait = 15 * time.Second
+
+// StopWait makes [New] return a Repository whose writes, when their
+// context ends, wait up to d, rather than 15 s, for the database to answer
+// the request to stop their statement. When the wait ends first, the write
+// returns its context's error and closes its connection, and its
+// statement may still commit, if the server ever runs it: a shorter wait
+// returns sooner from a server that does not answer, a longer one keeps
+// the promise that a write that returned an error never lands through
+// longer stalls of the server or of a pooler. For d <= 0 every method
+// returns an [*InputError] on "StopWait", before touching the database.
+func StopWait(d time.Duration) Option { return Option{stopWait: &d} }
 
 // requestWait bounds one request to stop a statement, which may outlive
 // the write that sent it (see watch.stop). It is longer than PgBouncer's
@@ -62,23 +78,35 @@ func (pinned) Rollback() error { return nil }
 type stopper struct {
 	pool    pinner
 	resolve func(*gorm.DB)
+	// wait is how long a write waits for its stopped statement's answer.
+	wait time.Duration
 }
 
 // newStopper returns the stopper of the Repository over db, whose dialect
-// stops statements if stop, or nil when its writes cannot be stopped:
-// writes pin no connection inside a transaction (whose writes commit only
-// with it), nor from a pool that does not hand out connections.
-func newStopper(db *gorm.DB, stop bool) *stopper {
+// stops statements if stop, with the wait of opts, or nil when its writes
+// cannot be stopped: writes pin no connection inside a transaction (whose
+// writes commit only with it), nor from a pool that does not hand out
+// connections. It returns an error for a wait that is not positive.
+func newStopper(db *gorm.DB, stop bool, opts []Option) (*stopper, error) {
+	wait := defaultStopWait
+	for _, o := range opts {
+		if o.stopWait != nil {
+			wait = *o.stopWait
+		}
+	}
+	if wait <= 0 {
+		return nil, &InputError{Field: "StopWait", Reason: fmt.Sprintf("must be positive, not %v", wait)}
+	}
 	if !stop {
-		return nil
+		return nil, nil
 	}
 	if resolve := db.Callback().Create().Get(resolverCallback); resolve != nil {
-		return &stopper{resolve: resolve}
+		return &stopper{resolve: resolve, wait: wait}, nil
 	}
 	if pool := pinnable(db.Statement.ConnPool); pool != nil {
-		return &stopper{pool: pool}
+		return &stopper{pool: pool, wait: wait}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // pinnable returns the pool of pool's connections to pin one of for a
@@ -104,7 +132,7 @@ func pinnable(pool gorm.ConnPool) pinner {
 // statement at its context's end without stopping it, and the server then
 // commits it once the lock it waits for is free, after the call returned
 // an error. At ctx's end the server is asked to stop the statement
-// instead, and write waits, at most stopWait, for its answer: its success
+// instead, and write waits, at most the stopper's wait, for its answer: its success
 // if it committed first, or the error of the statement stopped. A
 // connection the server was asked to stop a statement of is closed, not
 // reused: the request may reach it after its statement ended.
@@ -137,7 +165,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	if c == nil {
 		return do(tx)
 	}
-	w := &watch{c: c, pinned: pinned{conn}}
+	w := &watch{c: c, pinned: pinned{conn}, wait: r.stopper.wait}
 	tx.Statement.Context = context.WithoutCancel(ctx)
 	if k, ok := c.(*killer); ok {
 		tx.Statement.Context, k.abandon = context.WithCancel(tx.Statement.Context)
@@ -164,6 +192,8 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 type watch struct {
 	pinned
 	c dialect.Canceler
+	// wait bounds the wait for the statement's answer once stop started.
+	wait time.Duration
 	// stopping is done when stop has returned, or will not run.
 	stopping sync.WaitGroup
 
@@ -183,8 +213,8 @@ func (w *watch) answer() {
 }
 
 // stop asks the server to stop the statement until it answers, or, after
-// stopWait, breaks its connection. Each request runs on its own, bounded
-// by requestWait and not by stopWait: a stop that gives up leaves the
+// w.wait, breaks its connection. Each request runs on its own, bounded
+// by requestWait and not by w.wait: a stop that gives up leaves the
 // request in flight to end when its server or pooler answers it, because
 // PgBouncer before 1.19.1 exits (FATAL "bad client state: 0") when a
 // client closes a cancel request it is still forwarding.
@@ -198,7 +228,7 @@ func (w *watch) stop(ctx context.Context) {
 	answered := make(chan struct{})
 	w.ch = answered
 	w.mu.Unlock()
-	gaveUp := time.NewTimer(stopWait)
+	gaveUp := time.NewTimer(w.wait)
 	defer gaveUp.Stop()
 	ctx = context.WithoutCancel(ctx)
 	// A request that reaches the server before the statement does, or

@@ -24,6 +24,7 @@ import (
 	"github.com/agentpipeline/persistence/internal/dialect/postgres"
 	"github.com/agentpipeline/persistence/internal/dialect/postgres/postgrestest"
 	"github.com/agentpipeline/persistence/migrate"
+	"github.com/agentpipeline/persistence/persistencetest"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -172,15 +173,15 @@ func contextEnds(t *testing.T, after time.Duration) []contextEnd {
 // have abandoned it at the context's end. On PostgreSQL it also checks
 // that the package leaves the cancel request, a connection of its own,
 // open for the server to answer: PgBouncer before 1.19.1 exits when a
-// client closes a cancel request it is still forwarding. Not parallel: it
-// shortens the wait of every write (repository.SetStopWait).
+// client closes a cancel request it is still forwarding. Its writes wait
+// 300 ms ([repository.StopWait]).
 func TestWriteReturnsFromASilentServer(t *testing.T) {
+	t.Parallel()
 	const wait = 300 * time.Millisecond
-	repository.SetStopWait(t, wait)
 	for _, d := range []*dialect.Dialect{&postgres.Dialect, &mariadb.Dialect} {
 		t.Run(d.Name, func(t *testing.T) {
 			db, f := throughFreezer(t, d)
-			repo := repository.New(db)
+			repo := repository.New(db, repository.StopWait(wait))
 			runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
 			require.NoError(t, err)
 			for _, end := range contextEnds(t, 100*time.Millisecond) {
@@ -226,11 +227,11 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 // ends while it waits for a row lock returns as soon as the server has
 // stopped its statement: the stop must learn that the statement answered,
 // and not go on asking until the stop wait ends. The row keeps its phase
-// once the lock is freed. Not parallel: it lengthens the wait of every
-// write (repository.SetStopWait), so that a stop that never learns of the
-// answer shows as a write returning late.
+// once the lock is freed. Its writes wait 20 s ([repository.StopWait]),
+// so that a stop that never learns of the answer shows as a write
+// returning late.
 func TestStoppedWriteReturnsOnceStopped(t *testing.T) {
-	repository.SetStopWait(t, 20*time.Second)
+	t.Parallel()
 	for _, d := range dbtest.All() {
 		if d.Dialect.Stop == nil {
 			continue // the driver stops the statement itself (SQLite)
@@ -238,7 +239,7 @@ func TestStoppedWriteReturnsOnceStopped(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			db := d.Open(t)
 			require.NoError(t, migrate.Up(t.Context(), db))
-			repo := repository.New(db)
+			repo := repository.New(db, repository.StopWait(20*time.Second))
 			for _, end := range contextEnds(t, 200*time.Millisecond) {
 				t.Run(end.name, func(t *testing.T) {
 					runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
@@ -259,6 +260,31 @@ func TestStoppedWriteReturnsOnceStopped(t *testing.T) {
 					require.Equal(t, "plan", run.Phase, "the stopped write changed the row")
 				})
 			}
+		})
+	}
+}
+
+// TestStopWaitMustBePositive checks that a Repository made with a wait
+// that is not positive refuses every call with an InputError on
+// "StopWait", and writes nothing.
+func TestStopWaitMustBePositive(t *testing.T) {
+	t.Parallel()
+	for _, d := range dbtest.All() {
+		t.Run(d.Name, func(t *testing.T) {
+			db := d.Open(t)
+			require.NoError(t, migrate.Up(t.Context(), db))
+			before := persistencetest.TakeSnapshot(t, db, persistencetest.Exact()).String()
+			for _, wait := range []time.Duration{0, -time.Second} {
+				repo := repository.New(db, repository.StopWait(wait))
+				_, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
+				var input *repository.InputError
+				require.ErrorAs(t, err, &input, "a write with a wait of %v", wait)
+				require.ErrorIs(t, err, repository.ErrInvalidInput)
+				require.Equal(t, "StopWait", input.Field)
+				_, err = repo.ListFeatureRuns(t.Context(), repository.RunFilter{}, repository.Page{})
+				require.ErrorIs(t, err, repository.ErrInvalidInput, "a read with a wait of %v", wait)
+			}
+			require.Equal(t, before, persistencetest.TakeSnapshot(t, db, persistencetest.Exact()).String(), "nothing written")
 		})
 	}
 }

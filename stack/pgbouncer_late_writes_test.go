@@ -118,9 +118,9 @@ func bouncerLateTrials() int {
 // bouncerLateStuck is how long after its context ended a call may go on
 // waiting before the holder frees the lock anyway: the call is then stuck,
 // returning only once the lock is free. It is longer than the Repository's
-// bound on its wait for a stopped statement's answer (5 s), so that a call
-// that waits for it is not counted stuck.
-const bouncerLateStuck = 7 * time.Second
+// default bound on its wait for a stopped statement's answer (15 s), so
+// that a call that waits for it is not counted stuck.
+const bouncerLateStuck = 20 * time.Second
 
 // directDSN returns the URL of database on the test server, not through
 // PgBouncer.
@@ -209,16 +209,17 @@ func runBouncerLateTrials(t *testing.T, name string, s *latewrites.Site, logPath
 }
 
 // TestPgBouncerOutlivesASlowCancel checks that a write whose request to
-// stop its statement goes unanswered for the Repository's stop wait (5 s)
-// leaves that request open until PgBouncer answers it: PgBouncer before
-// 1.19.1 (Debian 12 ships 1.18) exits, FATAL "bad client state: 0", when a
-// client closes a cancel request that it is still forwarding.
+// stop its statement goes unanswered for the Repository's stop wait (1 s
+// here, [repository.StopWait]) leaves that request open until PgBouncer
+// answers it: PgBouncer before 1.19.1 (Debian 12 ships 1.18) exits, FATAL
+// "bad client state: 0", when a client closes a cancel request that it is
+// still forwarding.
 //
 // PgBouncer reaches PostgreSQL through a proxy that holds each connection
-// opened while it is slow for 6 s before it connects it: the connection on
+// opened while it is slow for 2 s before it connects it: the connection on
 // which PgBouncer forwards the cancel request of a write blocked on a row
 // lock, whose deadline ended. The write returns its context's error after
-// the stop wait. Once the proxy has let the request through, PgBouncer
+// the stop wait, while the proxy still holds the request. Once the proxy has let the request through, PgBouncer
 // must still answer, and must have told the Repository's request that it
 // sent it. The lock is held until then, so the request, forwarded late,
 // still stops the statement: the row keeps its phase.
@@ -231,13 +232,14 @@ func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	require.NoError(t, migrate.Up(ctx, direct))
 	server, err := pgconn.ParseConfig(dbtest.PostgresDSN())
 	require.NoError(t, err)
-	p := newSlowProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))), 6*time.Second)
+	const wait = time.Second
+	p := newSlowProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))), 2*wait)
 	b := startPgBouncerVia(t, bin, p.ln.Addr().String(), database, 2)
 	db := openGORM(t, b.dsn+"&"+pgBouncerExecMode)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
 	require.NoError(t, openServers(ctx, sqlDB, 2))
-	repo := repository.New(db)
+	repo := repository.New(db, repository.StopWait(wait))
 	runID, err := repo.CreateFeatureRun(ctx, repository.NewFeatureRun{Phase: "plan"})
 	require.NoError(t, err)
 
@@ -249,8 +251,10 @@ func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	err = repo.UpdateFeatureRunPhase(wctx, runID, "implement")
 	cancel()
+	held := p.holding.Load()
 	p.slow.Store(false)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.EqualValues(t, 1, held, "the write returned once its cancel request was through the proxy, so the test shows nothing")
 
 	require.Eventually(t, func() bool { return p.holding.Load() == 0 }, 15*time.Second, 10*time.Millisecond,
 		"the proxy did not let the held connections through")
