@@ -219,10 +219,11 @@ func runBouncerLateTrials(t *testing.T, name string, s *latewrites.Site, logPath
 // opened while it is slow for 2 s before it connects it: the connection on
 // which PgBouncer forwards the cancel request of a write blocked on a row
 // lock, whose deadline ended. The write returns its context's error after
-// the stop wait, while the proxy still holds the request. Once the proxy has let the request through, PgBouncer
-// must still answer, and must have told the Repository's request that it
-// sent it. The lock is held until then, so the request, forwarded late,
-// still stops the statement: the row keeps its phase.
+// the stop wait, while the proxy still holds the request. Once the proxy
+// has let the request through, PgBouncer must still answer, and must have
+// told the Repository's request that it sent it. The lock is held until
+// then, so the request, forwarded late, still stops the statement: the
+// row keeps its phase.
 func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	t.Parallel()
 	bin := pgBouncerBinary(t)
