@@ -20,14 +20,14 @@ import (
 // defaultStopWait is how long a write whose context ended waits for the
 // database to answer it, once asked to stop it, unless [StopWait] says
 // otherwise. A server answers a stop request at once, so the wait ends
-// long before this unless the server, the network or a pooler in
-// between is down or overwhelmed: PgBouncer opens one server connection
-// at a time, and forwards each cancel request on one of its own, so a
-// burst of requests on a loaded machine queues for seconds, and a request
-// still queued when the write gives up is dropped with the connection the
-// write then closes. It is longer than PgBouncer's cancel_wait_timeout
-// (10 s by default), after which PgBouncer drops a request it could not
-// forward, and the write sends another.
+// long before this unless the server, the network or a pooler in between
+// is down or overwhelmed: on a loaded machine PgBouncer took more than
+// 5 s to forward one, and a request that PgBouncer has not sent on when
+// the write gives up is dropped with the connection the write then
+// closes, while PostgreSQL goes on running the statement. It is longer
+// than PgBouncer's cancel_wait_timeout (10 s by default), after which
+// PgBouncer drops a request it could not forward, and the write sends
+// another.
 const defaultStopWait = 15 * time.Second
 
 // StopWait makes [New] return a Repository whose writes, when their
@@ -132,10 +132,10 @@ func pinnable(pool gorm.ConnPool) pinner {
 // statement at its context's end without stopping it, and the server then
 // commits it once the lock it waits for is free, after the call returned
 // an error. At ctx's end the server is asked to stop the statement
-// instead, and write waits, at most the stopper's wait, for its answer: its success
-// if it committed first, or the error of the statement stopped. A
-// connection the server was asked to stop a statement of is closed, not
-// reused: the request may reach it after its statement ended.
+// instead, and write waits, at most the stopper's wait, for its answer:
+// its success if it committed first, or the error of the statement
+// stopped. A connection the server was asked to stop a statement of is
+// closed, not reused: the request may reach it after its statement ended.
 //
 // The statement's context never ends where the connection can be broken
 // from outside (pgx's): then neither database/sql nor the driver watches
