@@ -25,9 +25,9 @@ import (
 // 5 s to forward one, and a request that PgBouncer has not sent on when
 // the write gives up is dropped with the connection the write then
 // closes, while PostgreSQL goes on running the statement. It is longer
-// than PgBouncer's cancel_wait_timeout (10 s by default), after which
-// PgBouncer drops a request it could not forward, and the write sends
-// another.
+// than the cancel_wait_timeout of PgBouncer 1.19 and later (10 s by
+// default), after which PgBouncer drops a request it could not forward,
+// and the write sends another.
 const defaultStopWait = 15 * time.Second
 
 // StopWait makes [New] return a Repository whose writes, when their
@@ -42,10 +42,11 @@ const defaultStopWait = 15 * time.Second
 func StopWait(d time.Duration) Option { return Option{stopWait: &d} }
 
 // requestWait bounds one request to stop a statement, which may outlive
-// the write that sent it (see watch.stop). It is longer than PgBouncer's
-// cancel_wait_timeout (10 s by default), after which PgBouncer closes a
-// cancel request it could not forward: PgBouncer, not the Repository,
-// ends such a request.
+// the write that sent it (see watch.stop). It is longer than the
+// cancel_wait_timeout of PgBouncer 1.19 and later (10 s by default), after
+// which PgBouncer closes a cancel request it could not forward: PgBouncer,
+// not the Repository, ends such a request. PgBouncer 1.18 has no such
+// bound, and a request it keeps longer is closed here.
 const requestWait = 30 * time.Second
 
 // resolverCallback is the name under which gorm.io/plugin/dbresolver
