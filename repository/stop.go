@@ -166,7 +166,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	if c == nil {
 		return do(tx)
 	}
-	w := &watch{c: c, pinned: pinned{conn}, wait: r.stopper.wait}
+	w := &watch{c: c, pinned: pinned{conn}}
 	tx.Statement.Context = context.WithoutCancel(ctx)
 	if k, ok := c.(*killer); ok {
 		tx.Statement.Context, k.abandon = context.WithCancel(tx.Statement.Context)
@@ -174,7 +174,7 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	}
 	tx.Statement.ConnPool = &w.pinned
 	w.stopping.Add(1)
-	unwatch := context.AfterFunc(ctx, func() { w.stop(ctx) })
+	unwatch := context.AfterFunc(ctx, func() { w.stop(ctx, r.stopper.wait) })
 	err = do(tx)
 	w.answer()
 	if unwatch() {
@@ -193,8 +193,6 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 type watch struct {
 	pinned
 	c dialect.Canceler
-	// wait bounds the wait for the statement's answer once stop started.
-	wait time.Duration
 	// stopping is done when stop has returned, or will not run.
 	stopping sync.WaitGroup
 
@@ -214,12 +212,12 @@ func (w *watch) answer() {
 }
 
 // stop asks the server to stop the statement until it answers, or, after
-// w.wait, breaks its connection. Each request runs on its own, bounded
-// by requestWait and not by w.wait: a stop that gives up leaves the
+// wait, breaks its connection. Each request runs on its own, bounded by
+// requestWait and not by wait: a stop that gives up leaves the
 // request in flight to end when its server or pooler answers it, because
 // PgBouncer before 1.19.1 exits (FATAL "bad client state: 0") when a
 // client closes a cancel request it is still forwarding.
-func (w *watch) stop(ctx context.Context) {
+func (w *watch) stop(ctx context.Context, wait time.Duration) {
 	defer w.stopping.Done()
 	w.mu.Lock()
 	if w.answered {
@@ -229,7 +227,7 @@ func (w *watch) stop(ctx context.Context) {
 	answered := make(chan struct{})
 	w.ch = answered
 	w.mu.Unlock()
-	gaveUp := time.NewTimer(w.wait)
+	gaveUp := time.NewTimer(wait)
 	defer gaveUp.Stop()
 	ctx = context.WithoutCancel(ctx)
 	// A request that reaches the server before the statement does, or

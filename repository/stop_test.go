@@ -3,11 +3,7 @@ package repository_test
 import (
 	"context"
 	"database/sql"
-	"io"
-	"net"
 	"net/url"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,99 +24,19 @@ import (
 	"github.com/agentpipeline/persistence/repository"
 )
 
-// freezer is a TCP proxy to a server that can go silent, as a server or a
-// network that went away without closing anything: once frozen, it
-// forwards nothing more either way, and connects nobody new, but closes
-// no connection either. hungUp counts the connections opened while it was
-// frozen that their client closed.
-type freezer struct {
-	ln     net.Listener
-	frozen atomic.Bool
-	hungUp atomic.Int64
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-// newFreezer starts a freezer to the server at addr, closed when t ends.
-func newFreezer(t *testing.T, addr string) *freezer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f := &freezer{ln: ln}
-	t.Cleanup(f.close)
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.keep(client)
-			if f.frozen.Load() {
-				go func() {
-					f.forward(io.Discard, client)
-					f.hungUp.Add(1)
-				}()
-				continue
-			}
-			server, err := net.Dial("tcp", addr)
-			if err != nil {
-				_ = client.Close()
-				continue
-			}
-			f.keep(server)
-			go f.forward(server, client)
-			go f.forward(client, server)
-		}
-	}()
-	return f
-}
-
-func (f *freezer) keep(c net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.conns = append(f.conns, c)
-}
-
-// forward copies from src to dst until src ends, dropping what it reads
-// once frozen.
-func (f *freezer) forward(dst io.Writer, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		if f.frozen.Load() {
-			continue
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-func (f *freezer) close() {
-	_ = f.ln.Close()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.conns {
-		_ = c.Close()
-	}
-}
-
-// throughFreezer opens a migrated database of d's kind on its test server,
-// reached through a freezer.
-func throughFreezer(t *testing.T, d *dialect.Dialect) (*gorm.DB, *freezer) {
+// throughProxy opens a migrated database of d's kind on its test server,
+// reached through a dbtest.Proxy.
+func throughProxy(t *testing.T, d *dialect.Dialect) (*gorm.DB, *dbtest.Proxy) {
 	t.Helper()
 	var sqlDB *sql.DB
-	var f *freezer
+	var f *dbtest.Proxy
 	switch d {
 	case &postgres.Dialect:
 		_, schema := postgrestest.FreshSchema(t, dbtest.PostgresDSN(), nil)
 		u, err := url.Parse(dbtest.PostgresDSN())
 		require.NoError(t, err)
-		f = newFreezer(t, u.Host)
-		u.Host = f.ln.Addr().String()
+		f = dbtest.NewProxy(t, u.Host)
+		u.Host = f.Addr()
 		q := u.Query()
 		q.Set("search_path", schema)
 		u.RawQuery = q.Encode()
@@ -130,8 +46,8 @@ func throughFreezer(t *testing.T, d *dialect.Dialect) (*gorm.DB, *freezer) {
 		cfg, err := mariadb.Config(dbtest.MariaDBDSN())
 		require.NoError(t, err)
 		cfg.DBName = mariadbtest.Database(t, dbtest.MariaDBServer(t))
-		f = newFreezer(t, cfg.Addr)
-		cfg.Addr = f.ln.Addr().String()
+		f = dbtest.NewProxy(t, cfg.Addr)
+		cfg.Addr = f.Addr()
 		connector, err := mysql.NewConnector(cfg)
 		require.NoError(t, err)
 		sqlDB = sql.OpenDB(connector)
@@ -180,7 +96,7 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 	const wait = 300 * time.Millisecond
 	for _, d := range []*dialect.Dialect{&postgres.Dialect, &mariadb.Dialect} {
 		t.Run(d.Name, func(t *testing.T) {
-			db, f := throughFreezer(t, d)
+			db, f := throughProxy(t, d)
 			repo := repository.New(db, repository.StopWait(wait))
 			runID, err := repo.CreateFeatureRun(t.Context(), repository.NewFeatureRun{Phase: "plan"})
 			require.NoError(t, err)
@@ -194,9 +110,9 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 					for range 2 {
 						require.NoError(t, repo.UpdateFeatureRunPhase(t.Context(), runID, "plan"))
 					}
-					hungUp := f.hungUp.Load()
-					f.frozen.Store(true)
-					defer f.frozen.Store(false)
+					hungUp := f.HungUp()
+					f.Freeze(true)
+					defer f.Freeze(false)
 					ctx, cancel := end.ctx()
 					defer cancel()
 					start := time.Now()
@@ -209,11 +125,11 @@ func TestWriteReturnsFromASilentServer(t *testing.T) {
 						require.GreaterOrEqual(t, took, 100*time.Millisecond+wait, "returned before the stop wait ended: %v", err)
 						require.Less(t, took, 100*time.Millisecond+wait+2*time.Second, "returned long after the stop wait")
 						if d == &postgres.Dialect {
-							require.Never(t, func() bool { return f.hungUp.Load() != hungUp }, 300*time.Millisecond, 10*time.Millisecond,
+							require.Never(t, func() bool { return f.HungUp() != hungUp }, 300*time.Millisecond, 10*time.Millisecond,
 								"the package closed its cancel request before the server answered it")
 						}
 					case <-time.After(100*time.Millisecond + wait + 5*time.Second):
-						f.close()
+						f.Close()
 						err := <-returned
 						t.Fatalf("the write did not return while its server was silent; once the proxy closed, it returned %v", err)
 					}

@@ -5,14 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,10 +212,10 @@ func runBouncerLateTrials(t *testing.T, name string, s *latewrites.Site, logPath
 // "bad client state: 0", when a client closes a cancel request that it is
 // still forwarding.
 //
-// PgBouncer reaches PostgreSQL through a proxy that holds each connection
-// opened while it is slow for 2 s before it connects it: the connection on
-// which PgBouncer forwards the cancel request of a write blocked on a row
-// lock, whose deadline ended. The write returns its context's error after
+// PgBouncer reaches PostgreSQL through a dbtest.Proxy that holds each
+// connection opened during the write for 2 s before it connects it: the
+// connection on which PgBouncer forwards the cancel request of a write
+// blocked on a row lock, whose deadline ended. The write returns its context's error after
 // the stop wait, before PgBouncer has sent the request on. Once the proxy
 // has let the request through, PgBouncer must still answer, and must have
 // told the Repository's request that it sent it. The lock is held until
@@ -234,8 +231,8 @@ func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	server, err := pgconn.ParseConfig(dbtest.PostgresDSN())
 	require.NoError(t, err)
 	const wait = time.Second
-	p := newSlowProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))), 2*wait)
-	b := startPgBouncerVia(t, bin, p.ln.Addr().String(), database, 2)
+	p := dbtest.NewProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))))
+	b := startPgBouncerVia(t, bin, p.Addr(), database, 2)
 	db := openGORM(t, b.dsn+"&"+pgBouncerExecMode)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
@@ -248,17 +245,17 @@ func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	require.NoError(t, holder.Error)
 	defer holder.Rollback()
 	require.NoError(t, holder.Exec("SELECT id FROM feature_runs WHERE id = ? FOR UPDATE", runID.String()).Error)
-	p.slow.Store(true)
+	p.Hold(2 * wait)
 	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	err = repo.UpdateFeatureRunPhase(wctx, runID, "implement")
 	cancel()
 	sent, readErr := bouncerCancels(b.logPath)
-	p.slow.Store(false)
+	p.Hold(0)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, readErr)
 	require.Zero(t, sent[bouncerCancelOutcomes[0]], "the write returned once PgBouncer had sent its cancel request on, so the test shows nothing")
 
-	require.Eventually(t, func() bool { return p.holding.Load() == 0 }, 15*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return p.Holding() == 0 }, 15*time.Second, 10*time.Millisecond,
 		"the proxy did not let the held connections through")
 	require.Eventually(t, func() bool {
 		n, err := bouncerCancels(b.logPath)
@@ -269,70 +266,4 @@ func TestPgBouncerOutlivesASlowCancel(t *testing.T) {
 	run, err := repository.New(direct).GetFeatureRun(ctx, runID)
 	require.NoError(t, err)
 	require.Equal(t, "plan", run.Phase, "the write whose call returned an error changed the row")
-}
-
-// slowProxy is a TCP proxy to a server that, while slow, holds each
-// connection it accepts for a while before it connects it to the server.
-type slowProxy struct {
-	ln      net.Listener
-	slow    atomic.Bool
-	holding atomic.Int64 // connections held, not yet connected
-}
-
-// newSlowProxy starts a slowProxy to addr that holds connections for hold,
-// closed with every connection when t ends.
-func newSlowProxy(t *testing.T, addr string, hold time.Duration) *slowProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &slowProxy{ln: ln}
-	var mu sync.Mutex
-	var conns []net.Conn
-	keep := func(c net.Conn) {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, c)
-	}
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			keep(client)
-			slow := p.slow.Load()
-			if slow {
-				p.holding.Add(1)
-			}
-			go func() {
-				if slow {
-					time.Sleep(hold)
-				}
-				server, err := net.Dial("tcp", addr)
-				if slow {
-					p.holding.Add(-1)
-				}
-				if err != nil {
-					_ = client.Close()
-					return
-				}
-				keep(server)
-				go func() {
-					_, _ = io.Copy(server, client)
-					_ = server.Close()
-				}()
-				_, _ = io.Copy(client, server)
-				_ = client.Close()
-			}()
-		}
-	}()
-	return p
 }
