@@ -238,7 +238,8 @@ func startPgBouncerVia(t *testing.T, bin, via, database string, poolSize int) *p
 	// it, by a test running at the same time: then try another.
 	var lastErr error
 	for range 3 {
-		port := freePort(t)
+		port, err := dbtest.FreePort()
+		require.NoError(t, err)
 		b := &pgBouncer{dsn: fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", server.User, port, database)}
 		if lastErr = runPgBouncer(t, bin, server, database, port, poolSize, b); lastErr == nil {
 			return b
@@ -408,13 +409,4 @@ func ping(ctx context.Context, dsn string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
 	return err
-}
-
-// freePort returns a TCP port of the loopback interface that is free now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

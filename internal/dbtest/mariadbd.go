@@ -126,7 +126,7 @@ func PrivateMariaDB(tb testing.TB, options ...string) *PrivateServer {
 // answers. It returns an error if the server exits first.
 func runMariaDB(tb testing.TB, server string, args []string, dir string) (*PrivateServer, error) {
 	tb.Helper()
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -251,8 +251,10 @@ func lookPath(names []string) string {
 	return ""
 }
 
-// freePort returns a TCP port of the loopback interface that is free now.
-func freePort() (int, error) {
+// FreePort returns a TCP port of the loopback interface that is free now,
+// for a server a test starts. Another process may take it before the
+// server binds it, so a caller that can tries again with another.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
