@@ -130,6 +130,12 @@
 // waits for InnoDB's log flush (innodb_flush_log_at_trx_commit), the same
 // for both sides.
 //
+// The seeder analyzes the database (ANALYZE on PostgreSQL) after each
+// insert, outside the timed region, as a production server's autovacuum
+// would: on a server without autovacuum, whose tables are never analyzed,
+// the two sides' connections could keep different plans for the same
+// statement (see env.analyze).
+//
 // The database sets synchronous_commit to BENCH_SYNCHRONOUS_COMMIT, or off
 // by default: then a commit does not wait for its WAL flush, which costs
 // every side the same and on a shared virtual disk is slow and erratic
