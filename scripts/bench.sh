@@ -191,15 +191,10 @@ See \`bench/doc.go\` for the details. In short:
   shared virtual disk, is slow and erratic enough (1 to 3 ms) to hide the
   client-side difference being compared.
 - The rows a benchmark needs are inserted, and the database analyzed
-  (\`ANALYZE\`), before its timed calls, as a production server's
-  autovacuum would analyze them. The test server runs without
-  autovacuum, and without statistics the planner may run a guarded
-  \`UPDATE … WHERE status = 'running' AND id = \$n\` on the index of
-  \`(status, created_at, id)\`, reading every running row's entry, and
-  keep that plan on a connection that prepared it on a small table: the
-  repository's connection did and the baseline's did not, which made the
-  repository's FailFeatureRun 1.7 times the baseline's (see
-  \`bench/env_test.go\`).
+  (\`ANALYZE\`), before its timed calls, as autovacuum would on a
+  production server: on this test server, which runs without it, the
+  two sides' connections had kept different plans for the same UPDATE
+  (see \`bench/env_test.go\`).
 - Times are medians over the samples with benchstat's 95% confidence
   interval; *ratio* is repository / pgx of the medians, and *ratio vs
   naive* repository / naive, below 1 where the repository is faster than
