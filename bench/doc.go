@@ -119,6 +119,18 @@
 // second, and -short skips them, and TestBaselineSendsRepositoryStatements,
 // which needs no server.
 //
+// BenchmarkInterleaved and BenchmarkInterleavedFenced are the check on
+// the others: they alternate the two sides' calls in one loop, the
+// repository against the baseline and the fenced moves against the same
+// moves unfenced, so that both sides meet the same load, and report the
+// ratio of their times.
+//
+// The sides of a benchmark run one after another, in the order above, or
+// in reverse when BENCH_REVERSE is set. scripts/bench.sh reverses every
+// other round, and runs impl=naive in go test processes of its own: run
+// between the other sides, its heavier load had changed their times by a
+// fifth, and not equally (see docs/performance.md).
+//
 // All sides write to the same tables in the same database, each through a
 // pool of at most 8 connections (the workload's worker count). On
 // PostgreSQL pgx's default statement cache prepares each statement once

@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,19 @@ const (
 const fenceStep = 2
 
 var impls = []string{implRepository, implPGX, implNaive}
+
+// order returns impls in the order their sides run: as given, or
+// reversed when BENCH_REVERSE is set. scripts/bench.sh reverses every
+// other round, so that neither side of a comparison always runs first,
+// right after whatever ran before it.
+func order(impls []string) []string {
+	if os.Getenv("BENCH_REVERSE") == "" {
+		return impls
+	}
+	reversed := slices.Clone(impls)
+	slices.Reverse(reversed)
+	return reversed
+}
 
 // backend is a database's benchmark environment, as the benchmarks and
 // the tests that keep them fair use it.

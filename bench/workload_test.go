@@ -21,7 +21,7 @@ import (
 func BenchmarkWorkload(b *testing.B) {
 	for _, workers := range []int{1, 8} {
 		for _, db := range databases {
-			for _, impl := range db.impls {
+			for _, impl := range order(db.impls) {
 				b.Run("workers="+strconv.Itoa(workers)+db.key+"/impl="+impl, func(b *testing.B) {
 					benchWorkload(b, db.setup(b), impl, workers)
 				})

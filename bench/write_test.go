@@ -29,15 +29,16 @@ type writeCase struct {
 	fenced bool
 }
 
-// sides returns the sides that make w's calls on db: db's, and, for a
-// write with a fenced form, impl=fenced right after the repository's
-// unfenced side, so that the two run close together in time.
+// sides returns the sides that make w's calls on db: db's, in the order
+// that order gives, and, for a write with a fenced form, impl=fenced right
+// after the repository's unfenced side, so that the two run close together
+// in time.
 func (w writeCase) sides(db database) []string {
 	if !w.fenced {
-		return db.impls
+		return order(db.impls)
 	}
 	var sides []string
-	for _, impl := range db.impls {
+	for _, impl := range order(db.impls) {
 		sides = append(sides, impl)
 		if impl == implRepository {
 			sides = append(sides, implFenced)

@@ -47,9 +47,13 @@ if [ -n "${BENCH_RENDER_SECONDS:-}" ]; then
 	dbs=()
 fi
 declare -A raw=([postgres]=bench/testdata/bench.txt [mariadb]=bench/testdata/bench-mariadb.txt) seconds=()
+# The interleaved benchmark (bench/interleaved_test.go), kept apart: its
+# results have no impl key, by which the tables above are drawn.
+declare -A interleavedraw=([postgres]=bench/testdata/bench-interleaved.txt [mariadb]=bench/testdata/bench-interleaved-mariadb.txt)
 for db in "${dbs[@]}"; do
 	[ -n "${raw[$db]:-}" ] || { echo "unknown database $db in BENCH_DATABASES" >&2; exit 2; }
 	: >"${raw[$db]}"
+	: >"${interleavedraw[$db]}"
 	seconds[$db]=0
 done
 
@@ -59,28 +63,49 @@ done
 # wait for InnoDB's log flush, a write takes about 1 ms and a feature run
 # about 100 ms. A database's benchmarks are those whose names carry its db
 # key, PostgreSQL's those without one (its names predate the key).
+#
+# The naive side runs in processes of its own: run between the other
+# two, its heavier load changed their times, by a fifth, and not equally
+# (docs/performance.md).
 declare -A groups=(
-	[postgres]="^Benchmark(Write|Replay)$/./^impl= 1500x
+	[postgres]="^Benchmark(Write|Replay)$/./^impl=(repository|fenced|pgx)$ 1500x
+^Benchmark(Write|Replay)$/./^impl=naive$ 1500x
 ^BenchmarkAppendScaling$ 150x
 ^BenchmarkSQLiteAppendScaling$ 30x
-^BenchmarkWorkload$/./^impl= 40x"
+^BenchmarkWorkload$/./^impl=(repository|pgx)$ 40x
+^BenchmarkWorkload$/./^impl=naive$ 40x"
 	[mariadb]="^Benchmark(Write|Replay)$/./^db=mariadb$ 500x
 ^BenchmarkWorkload$/./^db=mariadb$ 10x"
+)
+declare -A interleaved=(
+	[postgres]="^BenchmarkInterleaved(Fenced)?$/././^db=postgres$ 1500x"
+	[mariadb]="^BenchmarkInterleaved(Fenced)?$/././^db=mariadb$ 500x"
 )
 # COUNT rounds of -count 1 rather than one -count COUNT: go test takes the
 # samples of one benchmark back to back, so a burst of load from another
 # user of the machine would land on all samples of one side of a pair.
-# Rounds interleave the sides over the whole run.
+# Rounds interleave the sides over the whole run. Every other round runs
+# the sides of each benchmark in reverse order (BENCH_REVERSE, see
+# bench/env_test.go), so that neither side of a comparison always runs
+# first.
 for ((round = 1; round <= (${#dbs[@]} ? COUNT : 0); round++)); do
 	echo "round $round of $COUNT" >&2
+	if ((round % 2 == 0)); then
+		export BENCH_REVERSE=1
+	else
+		unset BENCH_REVERSE
+	fi
 	for db in "${dbs[@]}"; do
 		start=$(date +%s)
 		while read -r pattern benchtime; do
 			go test ./bench/ -run '^$' -bench "$pattern" -benchtime "$benchtime" -count 1 -timeout 30m >>"${raw[$db]}"
 		done <<<"${groups[$db]}"
+		read -r pattern benchtime <<<"${interleaved[$db]}"
+		go test ./bench/ -run '^$' -bench "$pattern" -benchtime "$benchtime" -count 1 -timeout 30m >>"${interleavedraw[$db]}"
 		seconds[$db]=$((seconds[$db] + $(date +%s) - start))
 	done
 done
+unset BENCH_REVERSE
 # The run viewer's pages (package runview): a run of 1,000 invocations on
 # each database, and the list page's queries over 100,000 runs on
 # PostgreSQL. Taken with PostgreSQL's benchmarks, in rounds of their own.
@@ -137,6 +162,9 @@ fencedcols='/impl@(repository fenced)'
 fenced=$(benchstat -format csv -col "$fencedcols" "${raw[postgres]}" "${raw[mariadb]}" 2>/dev/null | go run ./bench/internal/benchmd -fenced)
 
 viewsummary=$(benchstat "$viewraw" 2>/dev/null || echo "no results: run scripts/bench.sh with PostgreSQL")
+interleavedsummary=$(for f in "${interleavedraw[postgres]}" "${interleavedraw[mariadb]}"; do
+	benchstat -filter '.unit:ratio' "$f" 2>/dev/null || echo "no results in $f: run scripts/bench.sh"
+done)
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 pg=$(psql "$dsn" -Atc 'SELECT version()' 2>/dev/null || echo unknown)
@@ -212,7 +240,10 @@ See \`bench/doc.go\` for the details. In short:
   rather than once with \`-count ${COUNT}\`, which would take all samples
   of one side back to back: then a burst of load from another user of this
   machine would shift one side only. Such noise remains, and the confidence
-  intervals show it.
+  intervals show it. Every other round runs each benchmark's sides in
+  reverse order, and the naive side runs in processes of its own; yet
+  a side's time still depends on what ran before it, as the
+  [interleaved](#interleaved) ratios below show.
 
 ${tables}
 
@@ -260,6 +291,27 @@ ${mysummary}
 \`\`\`
 
 ${fenced}
+
+## Interleaved
+
+The tables above take each side's calls in a loop of their own, one side
+after the other. On this 2-core virtual machine a side's time then
+depends on what ran before it, and on how long the machine idles between
+its calls, by as much as the differences being measured: replays that
+send the same statements as pgx's have come out 0.6x to 1.1x pgx's time
+from one run to the next (see [Performance](docs/performance.md)).
+\`BenchmarkInterleaved\` (\`bench/interleaved_test.go\`) is the check on
+them: the repository's call and the baseline's alternate in one loop,
+each first in every other pair, so that both meet the same load. *ratio*
+is the repository's time over the baseline's in each sample, medians of
+${COUNT} rounds, on PostgreSQL (\`db=postgres\`, against pgx) and MariaDB
+(\`db=mariadb\`, against go-sql-driver/mysql). \`InterleavedFenced\` does
+the same for the fenced moves against the same moves unfenced: *ratio*
+is fenced / unfenced.
+
+\`\`\`
+${interleavedsummary}
+\`\`\`
 
 ## Run viewer
 
