@@ -127,9 +127,11 @@
 //
 // The sides of a benchmark run one after another, in the order above, or
 // in reverse when BENCH_REVERSE is set. scripts/bench.sh reverses every
-// other round, and runs impl=naive in go test processes of its own: run
-// between the other sides, its heavier load had changed their times by a
-// fifth, and not equally (see docs/performance.md).
+// other round, so that neither side of a comparison always runs first,
+// right after whatever ran before it; and it runs impl=naive in go test
+// processes of its own: run between the other sides, its heavier load had
+// changed their times by a fifth, and not equally (see
+// docs/performance.md).
 //
 // All sides write to the same tables in the same database, each through a
 // pool of at most 8 connections (the workload's worker count). On

@@ -100,9 +100,7 @@ const fenceStep = 2
 var impls = []string{implRepository, implPGX, implNaive}
 
 // order returns impls in the order their sides run: as given, or
-// reversed when BENCH_REVERSE is set. scripts/bench.sh reverses every
-// other round, so that neither side of a comparison always runs first,
-// right after whatever ran before it.
+// reversed when BENCH_REVERSE is set (see the package doc).
 func order(impls []string) []string {
 	if os.Getenv("BENCH_REVERSE") == "" {
 		return impls

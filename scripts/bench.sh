@@ -47,8 +47,8 @@ if [ -n "${BENCH_RENDER_SECONDS:-}" ]; then
 	dbs=()
 fi
 declare -A raw=([postgres]=bench/testdata/bench.txt [mariadb]=bench/testdata/bench-mariadb.txt) seconds=()
-# The interleaved benchmark (bench/interleaved_test.go), kept apart: its
-# results have no impl key, by which the tables above are drawn.
+# The interleaved benchmarks (bench/interleaved_test.go), kept apart:
+# their results have no impl key, by which the tables are drawn.
 declare -A interleavedraw=([postgres]=bench/testdata/bench-interleaved.txt [mariadb]=bench/testdata/bench-interleaved-mariadb.txt)
 for db in "${dbs[@]}"; do
 	[ -n "${raw[$db]:-}" ] || { echo "unknown database $db in BENCH_DATABASES" >&2; exit 2; }
@@ -63,10 +63,7 @@ done
 # wait for InnoDB's log flush, a write takes about 1 ms and a feature run
 # about 100 ms. A database's benchmarks are those whose names carry its db
 # key, PostgreSQL's those without one (its names predate the key).
-#
-# The naive side runs in processes of its own: run between the other
-# two, its heavier load changed their times, by a fifth, and not equally
-# (docs/performance.md).
+# The naive side runs in processes of its own (see bench/doc.go).
 declare -A groups=(
 	[postgres]="^Benchmark(Write|Replay)$/./^impl=(repository|fenced|pgx)$ 1500x
 ^Benchmark(Write|Replay)$/./^impl=naive$ 1500x
@@ -84,10 +81,8 @@ declare -A interleaved=(
 # COUNT rounds of -count 1 rather than one -count COUNT: go test takes the
 # samples of one benchmark back to back, so a burst of load from another
 # user of the machine would land on all samples of one side of a pair.
-# Rounds interleave the sides over the whole run. Every other round runs
-# the sides of each benchmark in reverse order (BENCH_REVERSE, see
-# bench/env_test.go), so that neither side of a comparison always runs
-# first.
+# Rounds interleave the sides over the whole run, and every other round
+# reverses their order (BENCH_REVERSE, see bench/doc.go).
 for ((round = 1; round <= (${#dbs[@]} ? COUNT : 0); round++)); do
 	echo "round $round of $COUNT" >&2
 	if ((round % 2 == 0)); then
