@@ -98,6 +98,25 @@ func Fencing(t *testing.T, open dbtest.Opener) {
 		assert.Equal(t, models.SandboxPaused, e.sandboxStatus(sbx))
 	})
 
+	t.Run("OneStepMovesTwice", func(t *testing.T) {
+		e := setup(t, open)
+		run := e.newRun()
+		sbx := e.newSandbox(run)
+		at := e.repo.AtStep(3)
+		for _, to := range []models.SandboxStatus{models.SandboxRunning, models.SandboxPaused, models.SandboxRunning} {
+			require.NoError(t, at.UpdateSandboxStatus(e.ctx, sbx, to), "the moves of one step follow arrival order")
+			assert.Equal(t, to, e.sandboxStatus(sbx))
+		}
+		for _, phase := range []string{"implement", "review"} {
+			require.NoError(t, at.UpdateFeatureRunPhase(e.ctx, run, phase))
+			assert.Equal(t, phase, e.rowState("feature_runs", run).phase)
+		}
+		require.NoError(t, at.UpdateSandboxStatus(e.ctx, sbx, models.SandboxPaused))
+		assert.Equal(t, models.SandboxPaused, e.sandboxStatus(sbx), "so a late copy of a move takes effect after a later move of its own step")
+		assert.Equal(t, sql.NullInt64{Int64: 3, Valid: true}, e.step("sandboxes", sbx))
+		assert.Equal(t, sql.NullInt64{Int64: 3, Valid: true}, e.step("feature_runs", run))
+	})
+
 	t.Run("InvalidStep", func(t *testing.T) {
 		e := setup(t, open)
 		f := e.fixture()

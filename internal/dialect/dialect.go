@@ -205,8 +205,9 @@ type GuardedUpdate struct {
 	Set string
 	// Where is true of a row the update may change.
 	Where string
-	// Done is true of a row already as the call asks.
-	Done string
+	// Outcome is the WHEN clauses of a CASE that give the outcome code
+	// of a row the update changed nothing of, short of a refusal.
+	Outcome string
 	// Vars is how many vars the statement takes.
 	Vars int
 }
@@ -216,7 +217,8 @@ var varNumber = regexp.MustCompile(`\$(\d+)`)
 // NewGuardedUpdate returns the GuardedUpdate of table with the SET list
 // set, the guard where and the done predicate done.
 func NewGuardedUpdate(table, set, where, done string) *GuardedUpdate {
-	g := &GuardedUpdate{Table: table, Set: set, Where: where, Done: done}
+	g := &GuardedUpdate{Table: table, Set: set, Where: where,
+		Outcome: "WHEN " + where + " THEN " + strconv.Itoa(CodeRetry) + " WHEN " + done + " THEN " + strconv.Itoa(CodeDone)}
 	for _, m := range varNumber.FindAllStringSubmatch(set+where+done, -1) {
 		n, _ := strconv.Atoi(m[1])
 		g.Vars = max(g.Vars, n+1)
@@ -242,24 +244,33 @@ const Step = "COALESCE(step, 0)"
 // assign what a done row already holds. Every row the update matches is
 // thus a row it changes, as clientFoundRows needs.
 //
+// The guard must be false, and done true or false, of a row already as
+// asked: every move's guard leaves out the state it moves to. Each
+// condition then splits on done, which is shorter than the conditions
+// spelled out in full: on MariaDB, which prepares each statement at each
+// call, the longer fenced statements cost a tenth more than the unfenced
+// ones on the replay path.
+//
 // touch comes first in the SET list, as MariaDB evaluates a single-table
 // UPDATE's assignments from left to right, each seeing the ones before:
-// the guard it repeats must see the row as it was.
+// the done predicate it repeats must see the row as it was.
 func NewFencedUpdate(table, set string, touch []string, where, done string) *GuardedUpdate {
 	g := NewGuardedUpdate(table, set+", "+strings.Join(touch, ", "), where, done)
 	step := "$" + strconv.Itoa(g.Vars)
 	assign := make([]string, 0, len(touch)+2)
 	for _, t := range touch {
 		column, value, _ := strings.Cut(t, " = ")
-		assign = append(assign, column+" = CASE WHEN ("+where+") THEN "+value+" ELSE "+column+" END")
+		assign = append(assign, column+" = CASE WHEN "+done+" THEN "+column+" ELSE "+value+" END")
 	}
 	assign = append(assign, set, "step = "+step)
 	return &GuardedUpdate{
 		Table: table,
 		Set:   strings.Join(assign, ", "),
-		Where: Step + " <= " + step + " AND ((" + where + ") OR ((" + done + ") AND " + Step + " < " + step + "))",
-		Done:  Step + " > " + step + " OR (" + done + ")",
-		Vars:  g.Vars + 1,
+		Where: "CASE WHEN " + done + " THEN " + Step + " < " + step + " ELSE (" + where + ") AND " + Step + " <= " + step + " END",
+		Outcome: "WHEN " + done + " THEN CASE WHEN " + Step + " < " + step + " THEN " + strconv.Itoa(CodeRetry) + " ELSE " + strconv.Itoa(CodeDone) + " END" +
+			" WHEN " + Step + " > " + step + " THEN " + strconv.Itoa(CodeDone) +
+			" WHEN " + where + " THEN " + strconv.Itoa(CodeRetry),
+		Vars: g.Vars + 1,
 	}
 }
 
@@ -272,11 +283,9 @@ func (g *GuardedUpdate) Update() string {
 func (g *GuardedUpdate) ID() string { return "$" + strconv.Itoa(g.Vars) }
 
 // Code is the outcome code of a row the update changed nothing of, as an
-// SQL expression over the row. The guard comes first: a fenced update's
-// guard matches some rows already as asked, whose step it would advance.
+// SQL expression over the row.
 func (g *GuardedUpdate) Code() string {
-	return "CASE WHEN " + g.Where + " THEN " + strconv.Itoa(CodeRetry) + " WHEN " + g.Done + " THEN " + strconv.Itoa(CodeDone) +
-		" ELSE " + StatusCode(g.Table, "status") + " END"
+	return "CASE " + g.Outcome + " ELSE " + StatusCode(g.Table, "status") + " END"
 }
 
 // The outcome codes of a guarded update: zero for a missing row (no row),

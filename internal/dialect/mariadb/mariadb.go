@@ -38,9 +38,9 @@ var Dialect = dialect.Dialect{
 	// not look into. Otherwise, at every
 	// execution, it weighs a range of each index whose column the guard
 	// names, and a union of them for each OR, for a statement that can only
-	// read the one row its key finds. A fenced move's guard ORs conditions
-	// on indexed columns, and that weighing made it cost a tenth more than
-	// the unfenced move.
+	// read the one row its key finds. A fenced move's guard names indexed
+	// columns in several conditions, and that weighing made it cost a
+	// tenth more than the unfenced move.
 	Guard: func(g *dialect.GuardedUpdate) *dialect.Guard {
 		return &dialect.Guard{
 			Table:     g.Table,
