@@ -265,13 +265,13 @@ func NewFencedUpdate(table, set string, touch []string, where, done string) *Gua
 		assign = append(assign, column+" = CASE WHEN "+done+" THEN "+column+" ELSE "+value+" END")
 	}
 	assign = append(assign, set, "step = "+step)
+	retry, ok := strconv.Itoa(CodeRetry), strconv.Itoa(CodeDone)
 	return &GuardedUpdate{
 		Table: table,
 		Set:   strings.Join(assign, ", "),
 		Where: "CASE WHEN " + done + " THEN " + Step + " < " + step + " ELSE (" + where + ") AND " + Step + " <= " + step + " END",
-		Outcome: "WHEN " + done + " THEN CASE WHEN " + Step + " < " + step + " THEN " + strconv.Itoa(CodeRetry) + " ELSE " + strconv.Itoa(CodeDone) + " END" +
-			" WHEN " + Step + " > " + step + " THEN " + strconv.Itoa(CodeDone) +
-			" WHEN " + where + " THEN " + strconv.Itoa(CodeRetry),
+		Outcome: "WHEN " + done + " THEN CASE WHEN " + Step + " < " + step + " THEN " + retry + " ELSE " + ok + " END" +
+			" WHEN " + Step + " > " + step + " THEN " + ok + " WHEN " + where + " THEN " + retry,
 		Vars: g.Vars + 1,
 	}
 }
