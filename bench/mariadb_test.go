@@ -101,8 +101,11 @@ type mariadbEnv struct {
 	dbName string
 
 	repoSQL, baseSQL *sql.DB
-	repo             *repository.Repository
-	base             *baseline
+	// seedSQL seeds, on connections neither timed side uses (see
+	// backend.ids).
+	seedSQL *sql.DB
+	repo    *repository.Repository
+	base    *baseline
 
 	repoIO, mysqlIO ioCounter
 }
@@ -208,12 +211,13 @@ func (e *mariadbEnv) open(ctx context.Context) error {
 		return err
 	}
 	e.base = &baseline{conn: sqlConn{db: e.baseSQL}, sql: mariadbStatements}
-	return nil
+	e.seedSQL, err = openMariaDB(ctx, e.dbName, nil)
+	return err
 }
 
 // close closes the pools and drops the database.
 func (e *mariadbEnv) close() error {
-	for _, db := range []*sql.DB{e.repoSQL, e.baseSQL} {
+	for _, db := range []*sql.DB{e.repoSQL, e.baseSQL, e.seedSQL} {
 		if db != nil {
 			_ = db.Close()
 		}
@@ -246,7 +250,7 @@ func (e *mariadbEnv) seedStatements() *seedStatements { return &mariadbSeeds }
 func (e *mariadbEnv) analyze(context.Context) error { return nil }
 
 func (e *mariadbEnv) ids(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := e.baseSQL.QueryContext(ctx, query, args...)
+	rows, err := e.seedSQL.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
