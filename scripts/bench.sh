@@ -217,7 +217,9 @@ See \`bench/doc.go\` for the details. In short:
   (\`ANALYZE\`), before its timed calls, as autovacuum would on a
   production server: on this test server, which runs without it, the
   two sides' connections had kept different plans for the same UPDATE
-  (see \`bench/env_test.go\`).
+  (see \`bench/env_test.go\`). Both go through a pool of their own, which
+  no timed side uses: the calls on the connection that had seeded were
+  faster (see \`bench/doc.go\`).
 - Times are medians over the samples with benchstat's 95% confidence
   interval; *ratio* is repository / pgx of the medians, and *ratio vs
   naive* repository / naive, below 1 where the repository is faster than
