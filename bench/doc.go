@@ -149,8 +149,8 @@
 // would: on a server without autovacuum, whose tables are never analyzed,
 // the two sides' connections could keep different plans for the same
 // statement (see env.analyze). It seeds and analyzes through a pool of
-// its own, which no timed side uses: on PostgreSQL calls on the connection
-// that had seeded took 0.84x to 0.88x the time of the same calls on an
+// its own, which no timed side uses: on PostgreSQL the calls on the
+// connection that had seeded were faster than the same calls on an
 // identical pool (see backend.ids).
 //
 // The database sets synchronous_commit to BENCH_SYNCHRONOUS_COMMIT, or off
