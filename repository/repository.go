@@ -241,7 +241,7 @@ func (r *Repository) exec(ctx context.Context, table, query string, vars []any) 
 func (r *Repository) send(ctx context.Context, table, query string, vars []any, chain func(*gorm.DB) *gorm.DB) (int64, error) {
 	for attempt := 1; ; attempt++ {
 		var n int64
-		err := r.write(ctx, r.statement(ctx, table, query, vars), func(tx *gorm.DB) error {
+		err := r.write(ctx, r.statement(ctx, table, query, vars), true, func(tx *gorm.DB) error {
 			tx = chain(tx)
 			n = tx.RowsAffected
 			return tx.Error
@@ -270,7 +270,7 @@ func (r *Repository) query(ctx context.Context, table, query string, vars []any,
 // writeRows is query for a statement that writes and returns rows, such as
 // an UPDATE … RETURNING, which it sends to the primary.
 func (r *Repository) writeRows(ctx context.Context, table, query string, vars []any, scan func(*sql.Rows) error) error {
-	return r.translate(ctx, r.write(ctx, r.statement(ctx, table, query, vars), func(tx *gorm.DB) error { return rows(tx, true, scan) }))
+	return r.translate(ctx, r.write(ctx, r.statement(ctx, table, query, vars), false, func(tx *gorm.DB) error { return rows(tx, true, scan) }))
 }
 
 // rows runs tx through the Row chain and scans the rows it returns.

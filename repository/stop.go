@@ -73,6 +73,43 @@ func (pinned) Commit() error { return nil }
 // Rollback rolls nothing back: there is no transaction.
 func (pinned) Rollback() error { return nil }
 
+// direct is a pinned connection whose statements that return no rows run
+// on its driver connection, conn, through exec (dialect.Stop.Exec), for
+// as long as database/sql lends conn out (sql.Conn.Raw). database/sql
+// holds the pinned connection meanwhile, so a statement that returns
+// rows, which only a callback of the caller's would send in the middle
+// of a write, runs on another connection of pool.
+type direct struct {
+	pinned
+	pool pinner
+	conn any
+	exec func(ctx context.Context, conn any, query string, args []any) (int64, error)
+}
+
+// ExecContext runs query on the driver connection.
+func (d *direct) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	n, err := d.exec(ctx, d.conn, query, args)
+	if err != nil {
+		return nil, err
+	}
+	return driver.RowsAffected(n), nil
+}
+
+// PrepareContext prepares query on another connection of the pool.
+func (d *direct) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return d.pool.PrepareContext(ctx, query)
+}
+
+// QueryContext runs query on another connection of the pool.
+func (d *direct) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.pool.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query on another connection of the pool.
+func (d *direct) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.pool.QueryRowContext(ctx, query, args...)
+}
+
 // stopper is how a Repository stops its writes whose context ended (see
 // write): the pool it pins a connection of for each write, or the
 // resolver callback that chooses that pool, as the Create chain would.
@@ -143,7 +180,13 @@ func pinnable(pool gorm.ConnPool) pinner {
 // it, which spares each statement their callbacks and, for one that
 // returns rows, database/sql's goroutine. Elsewhere it ends when write
 // gives up waiting (see killer).
-func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB) error) error {
+//
+// A statement that returns no rows (exec), on a connection whose driver
+// the dialect runs statements on itself (dialect.Stop.Exec), runs there
+// rather than through database/sql, which spares it database/sql's
+// handling of the call: the callback chain still runs, and its
+// statement's connection pool is the pinned connection's (see direct).
+func (r *Repository) write(ctx context.Context, tx *gorm.DB, exec bool, do func(tx *gorm.DB) error) error {
 	if r.stopper == nil || ctx.Done() == nil || r.dryRun() {
 		return do(tx)
 	}
@@ -175,7 +218,14 @@ func (r *Repository) write(ctx context.Context, tx *gorm.DB, do func(tx *gorm.DB
 	tx.Statement.ConnPool = &w.pinned
 	w.stopping.Add(1)
 	unwatch := context.AfterFunc(ctx, func() { w.stop(ctx, r.stopper.wait) })
-	err = do(tx)
+	if exec && r.dialect.Stop.Exec != nil {
+		err = conn.Raw(func(driverConn any) error {
+			tx.Statement.ConnPool = &direct{pinned: w.pinned, pool: pool, conn: driverConn, exec: r.dialect.Stop.Exec}
+			return do(tx)
+		})
+	} else {
+		err = do(tx)
+	}
 	w.answer()
 	if unwatch() {
 		w.stopping.Done()

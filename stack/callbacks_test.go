@@ -2,7 +2,9 @@ package stack_test
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -10,8 +12,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 	"gorm.io/plugin/opentelemetry/tracing"
 
+	"github.com/agentpipeline/persistence/internal/dbtest"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -75,6 +79,45 @@ func TestEveryStatementThroughCallbacks(t *testing.T) {
 				}
 			}
 			assert.Equal(t, sent, traced, "a span carries every statement sent")
+		})
+	})
+}
+
+// TestCallbackQueriesDuringWrite checks that a callback of the user's that
+// sends a query through the statement's connection pool in the middle of a
+// write, as a plugin may, gets its answer, and the write its outcome, on
+// every path of every write. On PostgreSQL the connection a write pins is
+// lent to pgx while its statement runs, and such a query runs on another
+// connection of the pool.
+func TestCallbackQueriesDuringWrite(t *testing.T) {
+	t.Parallel()
+	eachDatabase(t, func(t *testing.T, d *database) {
+		db, err := gorm.Open(dbtest.TestOf(d.dialect).Dialector(d.sqlDB), &gorm.Config{Logger: logger.Discard})
+		require.NoError(t, err)
+		var asked, answered atomic.Int64
+		ask := func(tx *gorm.DB) {
+			asked.Add(1)
+			var one int
+			if err := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context, "SELECT 1").Scan(&one); err == nil && one == 1 {
+				answered.Add(1)
+			}
+		}
+		require.NoError(t, db.Callback().Create().Before("gorm:create").Register("test:ask", ask))
+		require.NoError(t, db.Callback().Raw().Before("gorm:raw").Register("test:ask", ask))
+		repo := repository.New(db)
+		each(t, func(t *testing.T, w write, p path, prepare func(*fixture) call) {
+			c := prepare(d.fixture(t))
+			before := asked.Load()
+			done := make(chan error, 1)
+			go func() { done <- c(t.Context(), repo) }()
+			select {
+			case err := <-done:
+				checkOutcome(t, p, err)
+			case <-time.After(time.Minute):
+				t.Fatal("the write did not return within a minute")
+			}
+			assert.Positive(t, asked.Load()-before, "the callback ran")
+			assert.Equal(t, asked.Load(), answered.Load(), "every query of the callback's was answered")
 		})
 	})
 }

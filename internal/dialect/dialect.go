@@ -111,6 +111,11 @@ type Stop struct {
 	// database/sql's Conn.Raw gives it), or false for a driver
 	// connection it does not know.
 	Conn func(conn any) (Canceler, bool)
+	// Exec, where not nil, runs a statement that returns no rows on conn,
+	// a driver connection Conn knows, through the driver's own API, and
+	// returns the number of rows it changed: what database/sql would do
+	// with it, less database/sql's own work.
+	Exec func(ctx context.Context, conn any, query string, args []any) (int64, error)
 	// ConnID, where Conn is nil, is SQL that returns the server's ID
 	// of the connection it runs on. Running, sent on another
 	// connection, returns the server's ID of the statement that the

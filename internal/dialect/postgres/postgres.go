@@ -145,13 +145,22 @@ SELECT NULL WHERE (SELECT skip FROM backlog) AND (SELECT count(*) FROM claimed) 
 	// connection of its own as PostgreSQL's protocol has it, stops the
 	// statement instead, and the statement's own connection answers with
 	// SQLSTATE 57014, or with its success if it committed first.
-	Stop: &dialect.Stop{Conn: func(conn any) (dialect.Canceler, bool) {
-		c, ok := conn.(*stdlib.Conn)
-		if !ok {
-			return nil, false
-		}
-		return canceler{c.Conn().PgConn()}, true
-	}},
+	//
+	// A write on a connection pinned for that runs its statement on pgx's
+	// connection directly, as pgx's driver would.
+	Stop: &dialect.Stop{
+		Conn: func(conn any) (dialect.Canceler, bool) {
+			c, ok := conn.(*stdlib.Conn)
+			if !ok {
+				return nil, false
+			}
+			return canceler{c.Conn().PgConn()}, true
+		},
+		Exec: func(ctx context.Context, conn any, query string, args []any) (int64, error) {
+			tag, err := conn.(*stdlib.Conn).Conn().Exec(ctx, query, args...)
+			return tag.RowsAffected(), err
+		},
+	},
 	// PostgreSQL names the violated constraint, which tells which parent
 	// is missing without another statement: after an error, any further
 	// statement in the transaction would fail as aborted.
