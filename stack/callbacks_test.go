@@ -1,21 +1,26 @@
 package stack_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 	"gorm.io/plugin/opentelemetry/tracing"
 
 	"github.com/agentpipeline/persistence/internal/dbtest"
+	"github.com/agentpipeline/persistence/migrate"
 	"github.com/agentpipeline/persistence/repository"
 )
 
@@ -40,15 +45,7 @@ func TestEveryStatementThroughCallbacks(t *testing.T) {
 			defer mu.Unlock()
 			seen = append(seen, tx.Statement.SQL.String())
 		}
-		cb := db.Callback()
-		for name, p := range map[string]interface {
-			Register(string, func(*gorm.DB)) error
-		}{
-			"create": cb.Create().After("*"), "query": cb.Query().After("*"), "update": cb.Update().After("*"),
-			"delete": cb.Delete().After("*"), "row": cb.Row().After("*"), "raw": cb.Raw().After("*"),
-		} {
-			require.NoError(t, p.Register("test:see:"+name, see))
-		}
+		afterEveryChain(t, db, see)
 		repo := repository.New(db)
 		// On MariaDB a Repository reads its connections' settings before
 		// its first statement, through the Row chain like any read.
@@ -81,6 +78,20 @@ func TestEveryStatementThroughCallbacks(t *testing.T) {
 			assert.Equal(t, sent, traced, "a span carries every statement sent")
 		})
 	})
+}
+
+// afterEveryChain registers see last on each of db's callback chains.
+func afterEveryChain(t *testing.T, db *gorm.DB, see func(*gorm.DB)) {
+	t.Helper()
+	cb := db.Callback()
+	for name, p := range map[string]interface {
+		Register(string, func(*gorm.DB)) error
+	}{
+		"create": cb.Create().After("*"), "query": cb.Query().After("*"), "update": cb.Update().After("*"),
+		"delete": cb.Delete().After("*"), "row": cb.Row().After("*"), "raw": cb.Raw().After("*"),
+	} {
+		require.NoError(t, p.Register("test:see:"+name, see))
+	}
 }
 
 // TestCallbackQueriesDuringWrite checks that a callback of the user's that
@@ -119,5 +130,62 @@ func TestCallbackQueriesDuringWrite(t *testing.T) {
 			assert.Positive(t, asked.Load()-before, "the callback ran")
 			assert.Equal(t, asked.Load(), answered.Load(), "every query of the callback's was answered")
 		})
+	})
+}
+
+// seenQueries records the SQL of every statement pgx sends, as a
+// pgx.QueryTracer of the connections.
+type seenQueries struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (s *seenQueries) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sql = append(s.sql, data.SQL)
+	return ctx
+}
+
+func (s *seenQueries) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *seenQueries) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.sql
+	s.sql = nil
+	return q
+}
+
+// TestPinnedWritesThroughCallbacks checks, on PostgreSQL over a plain
+// database/sql pool, where a write whose context can end pins a
+// connection and runs its statement on pgx's connection directly, that a
+// callback of the user's on each chain sees exactly the statements that
+// reach pgx, on every path of every write.
+func TestPinnedWritesThroughCallbacks(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgx.ParseConfig(dbtest.PostgresDSN())
+	require.NoError(t, err)
+	cfg.Database = dbtest.PostgresDatabase(t)
+	traced := &seenQueries{}
+	cfg.Tracer = traced
+	sqlDB := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	require.NoError(t, migrate.Up(t.Context(), db))
+	seen := &seenQueries{}
+	afterEveryChain(t, db, func(tx *gorm.DB) {
+		seen.TraceQueryStart(t.Context(), nil, pgx.TraceQueryStartData{SQL: tx.Statement.SQL.String()})
+	})
+	repo := repository.New(db)
+	each(t, func(t *testing.T, w write, p path, prepare func(*fixture) call) {
+		c := prepare(&fixture{t: t, ctx: t.Context(), repo: repo})
+		traced.take()
+		seen.take()
+		checkOutcome(t, p, c(t.Context(), repo))
+		sent := traced.take()
+		assert.NotEmpty(t, sent, "the write sent a statement")
+		assert.Equal(t, sent, seen.take(), "the callbacks saw every statement sent")
 	})
 }
