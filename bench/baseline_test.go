@@ -391,15 +391,7 @@ func (s *baseline) UpdateSandboxStatus(ctx context.Context, sandboxID string, st
 	if _, ok := sandboxSources[status]; !ok {
 		return fmt.Errorf("unknown sandbox status %q", status)
 	}
-	t := now()
-	var startedAt, stoppedAt any
-	if status == models.SandboxRunning {
-		startedAt = t
-	}
-	if status.Terminal() {
-		stoppedAt = t
-	}
-	return s.transition(ctx, s.sql.updateSandbox[status], string(status), "", string(status), t, startedAt, stoppedAt, sandboxID)
+	return s.transition(ctx, s.sql.updateSandbox[status], string(status), "", string(status), now(), sandboxID)
 }
 
 // CreatePhaseResult implements workload.Store.

@@ -65,7 +65,7 @@ func idOrNew(id uuid.UUID) (uuid.UUID, error) {
 	return uuid.NewV7()
 }
 
-var updatePhase = newMove("feature_runs", "phase = $1", []string{"updated_at = $2"}, "status = 'running' AND phase <> $1", "phase = $1")
+var updatePhase = newMove("feature_runs", "phase = $1", []string{"updated_at = $2"}, "status = 'running' AND phase <> $1", "status = 'running'", "phase = $1")
 
 // UpdateFeatureRunPhase moves a running run to phase. Setting the phase the
 // run is already in changes nothing. The phase of a completed or failed run

@@ -68,8 +68,12 @@ var sandboxSources = map[models.SandboxStatus][]models.SandboxStatus{
 }
 
 // updateSandbox holds, for each status, the guarded update that moves a
-// sandbox to it. Nothing moves to creating: its guard never matches, so
-// only a sandbox already creating is done.
+// sandbox to it, with the vars status, time and ID. Nothing moves to
+// creating: its guard never matches, so only a sandbox already creating is
+// done. A move to running records when the sandbox first started, and a
+// move to stopped or failed when it stopped; each statement assigns only
+// the columns its move sets, so that MariaDB, which prepares it at every
+// call, parses no assignment that would keep a column as it is.
 var updateSandbox = func() map[models.SandboxStatus]move {
 	m := make(map[models.SandboxStatus]move, len(sandboxSources))
 	for to, from := range sandboxSources {
@@ -81,8 +85,14 @@ var updateSandbox = func() map[models.SandboxStatus]move {
 			}
 			guard = "status IN (" + strings.Join(in, ", ") + ")"
 		}
-		m[to] = newMove("sandboxes", "status = $1",
-			[]string{"updated_at = $2", "started_at = COALESCE(started_at, $3)", "stopped_at = COALESCE(stopped_at, $4)"}, guard, "status = $1")
+		touch := []string{"updated_at = $2"}
+		if to == models.SandboxRunning {
+			touch = append(touch, "started_at = COALESCE(started_at, $2)")
+		}
+		if to.Terminal() {
+			touch = append(touch, "stopped_at = COALESCE(stopped_at, $2)")
+		}
+		m[to] = newMove("sandboxes", "status = $1", touch, guard, guard, "status = $1")
 	}
 	return m
 }()
@@ -107,15 +117,7 @@ func (r *Repository) UpdateSandboxStatus(ctx context.Context, sandboxID string, 
 	if err := r.startWrite(ctx); err != nil {
 		return fmt.Errorf(op, sandboxID, err)
 	}
-	t := r.now()
-	var startedAt, stoppedAt any
-	if status == models.SandboxRunning {
-		startedAt = t
-	}
-	if status.Terminal() {
-		stoppedAt = t
-	}
-	err := r.move(ctx, updateSandbox[status], []any{string(status), t, startedAt, stoppedAt, sandboxID}, string(status), "")
+	err := r.move(ctx, updateSandbox[status], []any{string(status), r.now(), sandboxID}, string(status), "")
 	return wrapf(op, sandboxID, tooLarge(err, "status", "status"))
 }
 

@@ -32,10 +32,15 @@ type move struct {
 	unfenced, fenced map[*dialect.Dialect]*dialect.Guard
 }
 
-func newMove(table, set string, touch []string, where, done string) move {
+// newMove returns the move of a row of table that assigns set and touch,
+// with the done predicate done. where is the unfenced form's guard, which
+// must be false of a row already as asked; from is the fenced form's,
+// which it tests only of a row not done, and which may thus leave out
+// where's test of done.
+func newMove(table, set string, touch []string, where, from, done string) move {
 	return move{
 		unfenced: newGuardedUpdate(table, set+", "+strings.Join(touch, ", "), where, done),
-		fenced:   render(dialect.NewFencedUpdate(table, set, touch, where, done)),
+		fenced:   render(dialect.NewFencedUpdate(table, set, touch, from, done)),
 	}
 }
 
