@@ -135,27 +135,14 @@ func TestCallbackQueriesDuringWrite(t *testing.T) {
 
 // seenQueries records the SQL of every statement pgx sends, as a
 // pgx.QueryTracer of the connections.
-type seenQueries struct {
-	mu  sync.Mutex
-	sql []string
-}
+type seenQueries struct{ statementLog }
 
 func (s *seenQueries) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sql = append(s.sql, data.SQL)
+	s.record(data.SQL)
 	return ctx
 }
 
 func (s *seenQueries) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-func (s *seenQueries) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q := s.sql
-	s.sql = nil
-	return q
-}
 
 // TestPinnedWritesThroughCallbacks checks, on PostgreSQL over a plain
 // database/sql pool, where a write whose context can end pins a
@@ -174,10 +161,8 @@ func TestPinnedWritesThroughCallbacks(t *testing.T) {
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	require.NoError(t, migrate.Up(t.Context(), db))
-	seen := &seenQueries{}
-	afterEveryChain(t, db, func(tx *gorm.DB) {
-		seen.TraceQueryStart(t.Context(), nil, pgx.TraceQueryStartData{SQL: tx.Statement.SQL.String()})
-	})
+	seen := &statementLog{}
+	afterEveryChain(t, db, func(tx *gorm.DB) { seen.record(tx.Statement.SQL.String()) })
 	repo := repository.New(db)
 	each(t, func(t *testing.T, w write, p path, prepare func(*fixture) call) {
 		c := prepare(&fixture{t: t, ctx: t.Context(), repo: repo})

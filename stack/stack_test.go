@@ -74,23 +74,28 @@ func (d *database) fixture(t testing.TB) *fixture {
 // every statement sent to it recorded. It is what reaches the driver, so
 // a statement that skipped GORM's callback chains shows here only.
 type countingPool struct {
-	db    *sql.DB
-	mu    sync.Mutex
-	stmts []string
+	db *sql.DB
+	statementLog
 }
 
-func (p *countingPool) record(query string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stmts = append(p.stmts, query)
+// statementLog records the SQL of statements, from any goroutine.
+type statementLog struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (l *statementLog) record(query string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sql = append(l.sql, query)
 }
 
 // take returns the statements recorded since the last take.
-func (p *countingPool) take() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.stmts
-	p.stmts = nil
+func (l *statementLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.sql
+	l.sql = nil
 	return s
 }
 
